@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+EG_VENV := .venv-eg
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EG_STAMP := $(EG_VENV)/.installed
+# Enterprise Gateway 3.x pins jupyter_client/jupyter_server versions that clash with papermill's, so it
+# gets its own environment, exactly as it gets its own container in a cluster.
+EG_VERSION := 3.3.0
+
+.PHONY: run test lint crds bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(EG_STAMP):
+	test -x $(EG_VENV)/bin/python || $(PYTHON) -m venv $(EG_VENV)
+	$(EG_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(EG_VENV)/bin/python -m pip install --quiet 'jupyter-enterprise-gateway==$(EG_VERSION)' ipykernel
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/orchest run examples/quickstart/pipeline.yaml
+
+test: $(STAMP) $(EG_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+crds: $(STAMP)
+	$(BIN)/orchest crds --write
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) $(EG_VENV) examples/quickstart/.orchest
