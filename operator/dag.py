@@ -116,7 +116,9 @@ class Dag:
             chosen = set(wanted).union(*(nx.descendants(self.graph, n) for n in wanted))
         return [n for n in self.order if n in chosen]
 
-    def rerun(self, previous: Mapping[str, StepPhase | str], selected: Iterable[str]) -> tuple[list[str], list[str]]:
+    def rerun(
+        self, previous: Mapping[str, StepPhase | str], selected: Iterable[str]
+    ) -> tuple[list[str], list[str]]:
         """Split an earlier run's selection into (steps to run again, steps whose outputs are reused).
 
         Every step that did not succeed reruns, and so does everything downstream of it: its inputs change.
@@ -133,10 +135,15 @@ class Dag:
         selected_set = set(selected)
         out = []
         for name in self.order:
-            if name not in selected_set or StepPhase(states.get(name, StepPhase.PENDING)) is not StepPhase.PENDING:
+            if (
+                name not in selected_set
+                or StepPhase(states.get(name, StepPhase.PENDING)) is not StepPhase.PENDING
+            ):
                 continue
             for dep in self.graph.predecessors(name):
-                phase = StepPhase(states.get(dep, StepPhase.PENDING if dep in selected_set else StepPhase.SUCCEEDED))
+                phase = StepPhase(
+                    states.get(dep, StepPhase.PENDING if dep in selected_set else StepPhase.SUCCEEDED)
+                )
                 if phase.finished and not phase.ok:
                     out.append(name)
                     break

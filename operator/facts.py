@@ -83,7 +83,10 @@ def decide(
 
     def unfinished(to: StepPhase, stopping: StepPhase) -> tuple[list[str], dict[str, StepPhase]]:
         stop = [n for n, p in phases.items() if p is StepPhase.RUNNING]
-        after = {n: (stopping if p is StepPhase.RUNNING else to if p is StepPhase.PENDING else p) for n, p in phases.items()}
+        after = {
+            n: (stopping if p is StepPhase.RUNNING else to if p is StepPhase.PENDING else p)
+            for n, p in phases.items()
+        }
         return stop, after
 
     running_any = any(p is StepPhase.RUNNING for p in phases.values())
@@ -91,7 +94,9 @@ def decide(
 
     if cancel and not all_finished:
         stop, after = unfinished(StepPhase.CANCELLED, StepPhase.CANCELLED)
-        return Decision(RunPhase.CANCELLED, Reason.CANCELLED, "the run was cancelled", stop=stop, phases=after)
+        return Decision(
+            RunPhase.CANCELLED, Reason.CANCELLED, "the run was cancelled", stop=stop, phases=after
+        )
 
     if (
         timeout_seconds is not None
@@ -102,7 +107,11 @@ def decide(
     ):
         stop, after = unfinished(StepPhase.SKIPPED, StepPhase.FAILED)
         return Decision(
-            RunPhase.FAILED, Reason.TIMEOUT, f"the run did not finish within {timeout_seconds}s", stop=stop, phases=after
+            RunPhase.FAILED,
+            Reason.TIMEOUT,
+            f"the run did not finish within {timeout_seconds}s",
+            stop=stop,
+            phases=after,
         )
 
     for name in dag.blocked(selected, phases):
@@ -113,7 +122,9 @@ def decide(
 
     start = dag.ready(selected, phases, parallelism=parallelism, failure_policy=failure_policy)
     if start or running_any or not all(p.finished for p in phases.values()):
-        return Decision(RunPhase.RUNNING, Reason.RUNNING, f"{progress(phases)} steps done", start=start, phases=phases)
+        return Decision(
+            RunPhase.RUNNING, Reason.RUNNING, f"{progress(phases)} steps done", start=start, phases=phases
+        )
     if failed:
         names = ", ".join(failed)
         return Decision(RunPhase.FAILED, Reason.FAILED, f"step(s) failed: {names}", phases=phases)

@@ -132,6 +132,16 @@ class PipelineSpec(Model):
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
 
+    def parameters_for(self, name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A step's parameters: pipeline ``parameters`` < step ``parameters`` < the run's overrides."""
+        return {**self.parameters, **(self.step(name).parameters or {}), **(overrides or {})}
+
+    def env_for(self, name: str) -> list[EnvVar]:
+        """Pipeline env, overridden by the step's env of the same name."""
+        merged = {e.name: e for e in self.env}
+        merged.update({e.name: e for e in self.step(name).env or []})
+        return list(merged.values())
+
 
 class ObjectMeta(BaseModel):
     """The part of metadata a pipeline file may carry; the API server owns the rest."""
@@ -181,7 +191,10 @@ class Selection(Model):
 
 
 SELECTION_RULES = [
-    {"rule": "self.mode == 'All' || size(self.steps) > 0", "message": "steps are required unless mode is All"},
+    {
+        "rule": "self.mode == 'All' || size(self.steps) > 0",
+        "message": "steps are required unless mode is All",
+    },
 ]
 
 
@@ -196,7 +209,9 @@ class PipelineRunSpec(Model):
     priority: Priority = Priority.BACKGROUND
     timeout_seconds: Annotated[int, Field(ge=1)] | None = None
     cancel: bool = False
-    rerun_of: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS1123_LABEL)] | None = None
+    rerun_of: (
+        Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS1123_LABEL)] | None
+    ) = None
 
 
 class RunPhase(StrEnum):

@@ -15,6 +15,8 @@ LABEL_PIPELINE = f"{GROUP}/pipeline"
 LABEL_RUN = f"{GROUP}/pipeline-run"
 LABEL_STEP = f"{GROUP}/step"
 LABEL_COMPONENT = f"{GROUP}/component"
+ANNOTATION_RUN = f"{GROUP}/pipeline-run"
+"""The run's full name: label values stop at 63 characters, run names do not."""
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "orchest-operator"
 

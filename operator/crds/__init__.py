@@ -80,10 +80,13 @@ def structural(schema: dict[str, Any], defs: dict[str, Any], *, keep_defaults: b
 
     if "properties" in node:
         node["properties"] = {
-            name: structural(sub, defs, keep_defaults=keep_defaults) for name, sub in node["properties"].items()
+            name: structural(sub, defs, keep_defaults=keep_defaults)
+            for name, sub in node["properties"].items()
         }
     if isinstance(node.get("additionalProperties"), dict):
-        node["additionalProperties"] = structural(node["additionalProperties"], defs, keep_defaults=keep_defaults)
+        node["additionalProperties"] = structural(
+            node["additionalProperties"], defs, keep_defaults=keep_defaults
+        )
     if "items" in node:
         node["items"] = structural(node["items"], defs, keep_defaults=keep_defaults)
     return node

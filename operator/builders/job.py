@@ -1,0 +1,120 @@
+"""The Kubernetes Job that runs one step of a PipelineRun.
+
+One Job per step, one pod per attempt: the Job controller owns retries (``backoffLimit``) and the step
+timeout (``activeDeadlineSeconds``); the container runs ``orchest step``, the same executor as
+``orchest run`` uses locally.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from orchest_operator import naming
+from orchest_operator.builders.common import (
+    managed_labels,
+    owner_reference,
+    restricted_container_security,
+    restricted_pod_security,
+)
+from orchest_operator.models import PipelineSpec, Priority
+
+PROJECT_VOLUME = "project"
+SCRATCH_VOLUME = "scratch"
+PRIORITY_CLASSES = {Priority.INTERACTIVE: "orchest-interactive", Priority.BACKGROUND: "orchest-background"}
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Cluster-wide knobs the operator's settings provide."""
+
+    default_image: str
+    priority_classes: bool = True
+    run_as_user: int = 1000
+
+
+def step_labels(pipeline: str, run: str, step: str) -> dict[str, str]:
+    return managed_labels(
+        **{
+            naming.LABEL_PIPELINE: naming.label_value(pipeline),
+            naming.LABEL_RUN: naming.label_value(run),
+            naming.LABEL_STEP: step,
+        }
+    )
+
+
+def step_job(
+    *,
+    run: dict[str, Any],
+    spec: PipelineSpec,
+    step_name: str,
+    parameters: dict[str, Any],
+    priority: Priority | str,
+    options: JobOptions,
+) -> dict[str, Any]:
+    """The Job manifest for ``step_name`` of ``run`` (a PipelineRun object with uid)."""
+    if spec.volume is None:
+        raise ValueError("a cluster run needs spec.volume")
+    step = spec.step(step_name)
+    run_name = run["metadata"]["name"]
+    pipeline_name = run["spec"]["pipelineRef"]["name"]
+    labels = step_labels(pipeline_name, run_name, step.name)
+    annotations = {naming.ANNOTATION_RUN: run_name}
+    env = [
+        {"name": "ORCHEST_PARAMETERS", "value": json.dumps(spec.parameters_for(step.name, parameters))},
+        {"name": "ORCHEST_STEP", "value": step.name},
+        {"name": "ORCHEST_RUN", "value": run_name},
+        {"name": "ORCHEST_PIPELINE", "value": pipeline_name},
+        # Jupyter and pip write below HOME; the root filesystem is read-only.
+        {"name": "HOME", "value": "/tmp"},
+    ] + [{"name": e.name, "value": e.value} for e in spec.env_for(step.name)]
+    mount = {"name": PROJECT_VOLUME, "mountPath": spec.volume.mount_path}
+    if spec.volume.sub_path:
+        mount["subPath"] = spec.volume.sub_path
+    resources = step.resources or spec.resources
+    container: dict[str, Any] = {
+        "name": "step",
+        "image": step.image or spec.image or options.default_image,
+        "command": ["orchest", "step", "--file", step.file, "--step", step.name, "--run", run_name],
+        "workingDir": spec.volume.mount_path,
+        "env": env,
+        "volumeMounts": [mount, {"name": SCRATCH_VOLUME, "mountPath": "/tmp"}],
+        "securityContext": restricted_container_security(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if resources is not None:
+        container["resources"] = resources.wire()
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": restricted_pod_security(options.run_as_user),
+        "containers": [container],
+        "volumes": [
+            {"name": PROJECT_VOLUME, "persistentVolumeClaim": {"claimName": spec.volume.claim_name}},
+            {"name": SCRATCH_VOLUME, "emptyDir": {}},
+        ],
+    }
+    if options.priority_classes:
+        pod_spec["priorityClassName"] = PRIORITY_CLASSES[Priority(priority)]
+    job_spec: dict[str, Any] = {
+        "backoffLimit": step.retries,
+        "completions": 1,
+        "parallelism": 1,
+        "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+    }
+    if step.timeout_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = step.timeout_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": naming.job_name(run_name, step.name),
+            "namespace": run["metadata"]["namespace"],
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(run)],
+        },
+        "spec": job_spec,
+    }

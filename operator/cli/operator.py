@@ -1,0 +1,42 @@
+"""``orchest operator``: run the kopf operator against the current kubeconfig or in-cluster config."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("operator", help="run the orchest operator (kopf) against the current cluster")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", dest="namespaces", metavar="NS", help="watch NS (repeatable)"
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        help="do not coordinate with other replicas (kopf peering); run exactly one replica then",
+    )
+    parser.add_argument("--liveness", metavar="URL", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on port N")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every reaction")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+    import prometheus_client
+
+    importlib.import_module("orchest_operator.handlers")  # registers every handler with kopf
+    kopf.configure(verbose=args.verbose)
+    if args.metrics_port:
+        prometheus_client.start_http_server(args.metrics_port)
+    kopf.run(
+        standalone=args.standalone,
+        clusterwide=not args.namespaces,
+        namespaces=args.namespaces or (),
+        liveness_endpoint=args.liveness,
+    )
+    return 0

@@ -1,0 +1,66 @@
+"""PipelineRuns, their Jobs and their pods: every event pokes the run's reconciler.
+
+Indexes hold small views of the Jobs and pods (kopf fills them before any handler runs, so a restarted
+operator sees every Job it created before), and ``on.event`` handlers react without the delay kopf puts
+on change handlers. All decisions are in ``orchest_operator.runs``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from orchest_operator import naming
+from orchest_operator.handlers.startup import controller
+from orchest_operator.observe import JobView, PodView
+from orchest_operator.run_controller import RunController, index_key
+
+OURS = {naming.LABEL_RUN: kopf.PRESENT}
+
+
+@kopf.index("batch", "v1", "jobs", labels=OURS)
+def run_jobs(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, JobView]:
+    key = index_key(namespace, body)
+    return {key: JobView.of(body)} if key else {}
+
+
+@kopf.index("", "v1", "pods", labels=OURS)
+def run_pods(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, PodView]:
+    key = index_key(namespace, body)
+    return {key: PodView.of(body)} if key else {}
+
+
+def _bound(run_jobs: kopf.Index[Any, JobView], run_pods: kopf.Index[Any, PodView]) -> RunController:
+    """The shared controller, reading the live indexes kopf hands to every handler."""
+    ctl = controller()
+    ctl.jobs = lambda key: run_jobs.get(key, ())
+    ctl.pods = lambda key: run_pods.get(key, ())
+    return ctl
+
+
+# Handlers are async on purpose: they only poke the controller, on the event loop, without a thread hop.
+@kopf.on.event("orchest.io", "v1alpha1", "pipelineruns")
+async def run_event(
+    namespace: str, name: str, type: str | None, run_jobs: Any, run_pods: Any, **_: Any
+) -> None:
+    if type != "DELETED":
+        _bound(run_jobs, run_pods).poke(namespace, name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=OURS)
+async def job_event(
+    namespace: str, name: str, body: kopf.Body, run_jobs: Any, run_pods: Any, **_: Any
+) -> None:
+    key = index_key(namespace, body)
+    if key:
+        ctl = _bound(run_jobs, run_pods)
+        ctl.seen_job(*key, name)
+        ctl.poke(*key)
+
+
+@kopf.on.event("", "v1", "pods", labels=OURS)
+async def pod_event(namespace: str, body: kopf.Body, run_jobs: Any, run_pods: Any, **_: Any) -> None:
+    key = index_key(namespace, body)
+    if key:
+        _bound(run_jobs, run_pods).poke(*key)

@@ -1,0 +1,54 @@
+"""One place that configures kopf and builds the run controller the other handlers share."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from orchest_operator import kube
+from orchest_operator.builders.job import JobOptions
+from orchest_operator.models import GROUP
+from orchest_operator.run_controller import RunController
+from orchest_operator.settings import Settings
+
+_controller: RunController | None = None
+
+
+def controller() -> RunController:
+    if _controller is None:
+        raise kopf.TemporaryError("the operator is still starting", delay=1)
+    return _controller
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    global _controller
+    config = Settings.from_env()
+    # Progress and diff-base in annotations of our own prefix: the status schema stays ours alone.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    _controller = RunController(
+        api=kube.client(),
+        options=JobOptions(
+            default_image=config.default_step_image,
+            priority_classes=config.priority_classes,
+        ),
+        jobs=lambda key: (),
+        pods=lambda key: (),
+    )
+
+
+@kopf.on.cleanup()
+async def shutdown(**_: Any) -> None:
+    global _controller
+    if _controller is not None:
+        await _controller.close()
+        _controller = None

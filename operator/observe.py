@@ -1,0 +1,135 @@
+"""What a step's Job and pods say about the step.
+
+The indexes keep these small views instead of whole objects (memory grows with every run), and the
+reconciler folds them into step phases. A succeeded pod of a one-completion Job already means the step is
+done: the Job controller only marks the Job ``Complete`` about a second later, and waiting for that would
+add a second to every edge of the DAG. Failure is decided by the Job's terminal ``Failed`` condition,
+because only the Job controller knows whether it will retry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from orchest_operator import naming
+from orchest_operator.models import StepFailure, StepPhase
+
+
+def _condition(body: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for cond in body.get("status", {}).get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return cond
+    return None
+
+
+@dataclass(frozen=True)
+class JobView:
+    name: str
+    step: str
+    complete: bool
+    failed: bool
+    message: str | None
+    failed_pods: int
+    start_time: str | None
+    completion_time: str | None
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> JobView:
+        status = body.get("status") or {}
+        failed = _condition(body, "Failed")
+        complete = _condition(body, "Complete")
+        message = None
+        if failed is not None:
+            message = ": ".join(p for p in (failed.get("reason"), failed.get("message")) if p)
+        return cls(
+            name=body["metadata"]["name"],
+            step=body["metadata"].get("labels", {}).get(naming.LABEL_STEP, ""),
+            complete=complete is not None,
+            failed=failed is not None,
+            message=message,
+            failed_pods=int(status.get("failed") or 0),
+            start_time=status.get("startTime"),
+            completion_time=status.get("completionTime")
+            or (failed or {}).get("lastTransitionTime")
+            or (complete or {}).get("lastTransitionTime"),
+        )
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    job: str
+    step: str
+    phase: str
+    termination_message: str | None
+    finished_at: str | None
+    created: str | None
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> PodView:
+        meta = body["metadata"]
+        labels = meta.get("labels", {})
+        status = body.get("status") or {}
+        message = finished = None
+        for container in status.get("containerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated")
+            if terminated:
+                message = terminated.get("message") or message
+                finished = terminated.get("finishedAt") or finished
+        return cls(
+            name=meta["name"],
+            job=labels.get("job-name") or labels.get("batch.kubernetes.io/job-name", ""),
+            step=labels.get(naming.LABEL_STEP, ""),
+            phase=status.get("phase", "Pending"),
+            termination_message=message,
+            finished_at=finished,
+            created=meta.get("creationTimestamp"),
+        )
+
+
+@dataclass(frozen=True)
+class StepObservation:
+    phase: StepPhase
+    attempts: int
+    start_time: str | None = None
+    completion_time: str | None = None
+    message: str | None = None
+    failure: StepFailure | None = None
+
+
+def parse_failure(message: str | None) -> tuple[StepFailure | None, str | None]:
+    """The step runner writes ``{"cell", "ename", "evalue"}`` as its termination message; anything else
+    (a crash, a log tail from ``FallbackToLogsOnError``) is kept as plain text."""
+    if not message:
+        return None, None
+    try:
+        data = json.loads(message)
+    except ValueError:
+        return None, message.strip()[-500:]
+    if not isinstance(data, dict):
+        return None, message.strip()[-500:]
+    failure = StepFailure.model_validate({k: data.get(k) for k in ("cell", "ename", "evalue")})
+    return failure, data.get("message")
+
+
+def observe_step(job: JobView | None, pods: Iterable[PodView]) -> StepObservation | None:
+    """The step's phase as its Job and pods show it, or ``None`` when there is no Job to look at."""
+    if job is None:
+        return None
+    mine = sorted((p for p in pods if p.job == job.name), key=lambda p: p.created or "")
+    attempts = max(len(mine), job.failed_pods + (0 if job.failed else 1))
+    succeeded = next((p for p in mine if p.phase == "Succeeded"), None)
+    if job.complete or succeeded is not None:
+        done = job.completion_time or (succeeded.finished_at if succeeded else None)
+        return StepObservation(StepPhase.SUCCEEDED, attempts, job.start_time, done)
+    if job.failed:
+        last_failed = next((p for p in reversed(mine) if p.phase == "Failed"), None)
+        failure, detail = parse_failure(last_failed.termination_message if last_failed else None)
+        message = "; ".join(m for m in (job.message, detail) if m) or "the step's Job failed"
+        return StepObservation(
+            StepPhase.FAILED, attempts, job.start_time, job.completion_time, message=message, failure=failure
+        )
+    return StepObservation(StepPhase.RUNNING, attempts, job.start_time)

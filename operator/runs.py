@@ -1,0 +1,333 @@
+"""The PipelineRun reconciler as a pure function: (run, pipeline, observed Jobs and pods, clock) → actions.
+
+The kopf glue in ``handlers/runs.py`` gathers the inputs and carries out the ``Actions``; everything that
+decides lives here and is tested without a cluster. The ladder follows Tekton's reconciler: finished →
+nothing; new → initialise (resolve and snapshot the Pipeline, or fail with a reason); queued → wait;
+then observe steps, ask ``facts.decide`` what to do, and write the status that results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchest_operator.builders.job import JobOptions, step_job
+from orchest_operator.dag import Dag, PlanError
+from orchest_operator.facts import Decision, Reason, decide, progress
+from orchest_operator.models import (
+    Condition,
+    ConditionStatus,
+    PipelineRunSpec,
+    PipelineRunStatus,
+    PipelineSpec,
+    RunPhase,
+    RunSnapshot,
+    StepPhase,
+    StepStatus,
+)
+from orchest_operator.observe import JobView, PodView, observe_step
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Actions:
+    status: dict[str, Any]
+    """The complete status the run should have; the glue patches only what differs."""
+    create: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def phase(self) -> RunPhase:
+        return RunPhase(self.status.get("phase", RunPhase.PENDING))
+
+
+@dataclass
+class Observed:
+    jobs: Mapping[str, JobView] = field(default_factory=dict)
+    """Step name → its Job, as the Job index shows it."""
+    pods: Collection[PodView] = ()
+    in_flight: Collection[str] = ()
+    """Names of Jobs this process created that the index has not shown yet."""
+
+
+@dataclass
+class Inputs:
+    run: dict[str, Any]
+    pipeline: dict[str, Any] | None
+    observed: Observed
+    now: datetime
+    options: JobOptions
+    earlier: dict[str, Any] | None = None
+    """The run named by ``spec.rerunOf``, when there is one."""
+    waiting_for: str | None = None
+    """The run this one queues behind (concurrency policy), or ``None`` when it may start."""
+    forbidden_by: str | None = None
+    """An active run that makes this one fail at once under ``concurrencyPolicy: Forbid``."""
+
+
+_STATUS_KEYS = {f.alias or n for n, f in PipelineRunStatus.model_fields.items()}
+
+
+def current_status(run: dict[str, Any]) -> PipelineRunStatus:
+    """The run's status as last written; keys this version does not know (another tool's) are ignored."""
+    raw = run.get("status") or {}
+    return PipelineRunStatus.model_validate({k: v for k, v in raw.items() if k in _STATUS_KEYS})
+
+
+def _set_condition(status: PipelineRunStatus, phase: RunPhase, reason: str, message: str, now: str) -> None:
+    status.phase = phase
+    cond_status = (
+        ConditionStatus.TRUE
+        if phase is RunPhase.SUCCEEDED
+        else ConditionStatus.FALSE
+        if phase.finished
+        else ConditionStatus.UNKNOWN
+    )
+    old = next((c for c in status.conditions if c.type == "Succeeded"), None)
+    changed = old is None or old.status != cond_status or old.reason != reason
+    cond = Condition(
+        status=cond_status,
+        reason=reason,
+        message=message,
+        last_transition_time=now if changed or old is None else old.last_transition_time,
+    )
+    status.conditions = [c for c in status.conditions if c.type != "Succeeded"] + [cond]
+    if phase.finished and status.completion_time is None:
+        status.completion_time = now
+
+
+def _finish_early(
+    status: PipelineRunStatus, generation: int | None, reason: str, message: str, now: str
+) -> Actions:
+    status.observed_generation = generation
+    _set_condition(status, RunPhase.FAILED, reason, message, now)
+    return Actions(status=status.wire(), events=[Event("Warning", reason, message)])
+
+
+def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus, now: str) -> Actions | None:
+    """Resolve the Pipeline and freeze what runs; an ``Actions`` return means the run failed here."""
+    generation = inputs.run["metadata"].get("generation")
+    pipeline_name = spec.pipeline_ref.name
+    previous: dict[str, StepPhase] | None = None
+    if spec.rerun_of:
+        earlier = inputs.earlier
+        if earlier is None:
+            return _finish_early(
+                status,
+                generation,
+                Reason.RERUN_INVALID,
+                f"run {spec.rerun_of!r} to rerun does not exist",
+                now,
+            )
+        earlier_status = current_status(earlier)
+        if earlier["spec"]["pipelineRef"]["name"] != pipeline_name:
+            msg = f"run {spec.rerun_of!r} belongs to pipeline {earlier['spec']['pipelineRef']['name']!r}"
+            return _finish_early(status, generation, Reason.RERUN_INVALID, msg, now)
+        if not earlier_status.phase.finished or earlier_status.snapshot is None:
+            msg = (
+                f"run {spec.rerun_of!r} is still {earlier_status.phase.value}; rerun it once it has finished"
+            )
+            return _finish_early(status, generation, Reason.RERUN_INVALID, msg, now)
+        pipeline = earlier_status.snapshot.pipeline
+        previous = {n: s.phase for n, s in earlier_status.steps.items()}
+        selected = earlier_status.snapshot.selected
+    else:
+        if inputs.pipeline is None:
+            msg = f"pipeline {pipeline_name!r} not found in namespace {inputs.run['metadata']['namespace']!r}"
+            return _finish_early(status, generation, Reason.PIPELINE_NOT_FOUND, msg, now)
+        try:
+            pipeline = PipelineSpec.model_validate(inputs.pipeline.get("spec") or {})
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False)
+            )
+            return _finish_early(status, generation, Reason.INVALID_PIPELINE, problems, now)
+        selected = []
+    try:
+        dag = Dag.of(pipeline)
+    except PlanError as err:
+        return _finish_early(status, generation, Reason.INVALID_PIPELINE, "; ".join(err.problems), now)
+    if pipeline.volume is None:
+        msg = f"pipeline {pipeline_name!r} has no spec.volume: a cluster run needs a PersistentVolumeClaim"
+        return _finish_early(status, generation, Reason.NO_VOLUME, msg, now)
+    reused: list[str] = []
+    if previous is not None:
+        _again, reused = dag.rerun(previous, selected)
+    else:
+        try:
+            selected = dag.select(spec.selection.mode, spec.selection.steps)
+        except PlanError as err:
+            return _finish_early(status, generation, Reason.INVALID_SELECTION, "; ".join(err.problems), now)
+    status.snapshot = RunSnapshot(pipeline=pipeline, selected=selected, reused=reused)
+    status.steps = {
+        n: StepStatus(phase=StepPhase.REUSED, message=f"outputs of run {spec.rerun_of} reused")
+        if n in reused
+        else StepStatus()
+        for n in selected
+    }
+    return None
+
+
+def _observe(
+    dag: Dag, status: PipelineRunStatus, observed: Observed
+) -> tuple[dict[str, StepPhase], list[Event], dict[str, StepStatus]]:
+    """Fold the Jobs and pods into step phases. A phase already recorded as finished is final."""
+    pods_by_step: dict[str, list[PodView]] = {}
+    for pod in observed.pods:
+        pods_by_step.setdefault(pod.step, []).append(pod)
+    phases: dict[str, StepPhase] = {}
+    events: list[Event] = []
+    updated: dict[str, StepStatus] = {}
+    assert status.snapshot is not None
+    for name in status.snapshot.selected:
+        rec = status.steps.get(name) or StepStatus()
+        if rec.phase.finished:
+            phases[name] = rec.phase
+            updated[name] = rec
+            continue
+        seen = observe_step(observed.jobs.get(name), pods_by_step.get(name, ()))
+        if seen is not None:
+            new = rec.model_copy(
+                update={
+                    "phase": seen.phase,
+                    "attempts": seen.attempts,
+                    "start_time": rec.start_time or seen.start_time,
+                    "completion_time": seen.completion_time,
+                    "message": seen.message,
+                    "failure": seen.failure,
+                    "job_name": observed.jobs[name].name,
+                }
+            )
+            if seen.phase is StepPhase.SUCCEEDED:
+                events.append(Event("Normal", "StepSucceeded", f"step {name} succeeded"))
+            elif seen.phase is StepPhase.FAILED:
+                events.append(Event("Warning", "StepFailed", f"step {name} failed: {seen.message}"))
+        elif rec.phase is StepPhase.RUNNING and rec.job_name not in observed.in_flight:
+            # Recorded as started, but its Job is gone (deleted by hand): never start a step twice.
+            new = rec.model_copy(
+                update={"phase": StepPhase.FAILED, "message": f"Job {rec.job_name} disappeared"}
+            )
+            events.append(Event("Warning", "StepFailed", f"step {name}: Job {rec.job_name} disappeared"))
+        else:
+            new = rec
+        phases[name] = new.phase
+        updated[name] = new
+    return phases, events, updated
+
+
+def reconcile(inputs: Inputs) -> Actions:
+    run = inputs.run
+    now = timestamp(inputs.now)
+    status = current_status(run)
+    generation = run["metadata"].get("generation")
+    if status.phase.finished:
+        return Actions(status=status.wire())
+    try:
+        spec = PipelineRunSpec.model_validate(run.get("spec") or {})
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False)
+        )
+        return _finish_early(status, generation, "InvalidRun", problems, now)
+
+    events: list[Event] = []
+    if status.snapshot is None:
+        failed = _initialise(inputs, spec, status, now)
+        if failed is not None:
+            return failed
+    assert status.snapshot is not None
+    status.observed_generation = generation
+
+    if status.start_time is None:
+        if spec.cancel:
+            status.steps = {
+                n: s if s.phase.finished else s.model_copy(update={"phase": StepPhase.CANCELLED})
+                for n, s in status.steps.items()
+            }
+            _set_condition(status, RunPhase.CANCELLED, Reason.CANCELLED, "cancelled before it started", now)
+            status.progress = progress({n: s.phase for n, s in status.steps.items()})
+            return Actions(status=status.wire(), events=[Event("Normal", Reason.CANCELLED, "run cancelled")])
+        if inputs.forbidden_by is not None:
+            msg = (
+                "the pipeline allows one run at a time (concurrencyPolicy: Forbid) "
+                f"and run {inputs.forbidden_by} is active"
+            )
+            return _finish_early(status, generation, Reason.CONCURRENCY_FORBIDDEN, msg, now)
+        if inputs.waiting_for is not None:
+            _set_condition(
+                status, RunPhase.QUEUED, Reason.QUEUED, f"waiting for run {inputs.waiting_for}", now
+            )
+            status.progress = progress({n: s.phase for n, s in status.steps.items()})
+            return Actions(status=status.wire())
+        status.start_time = now
+        events.append(Event("Normal", "Started", f"running {len(status.snapshot.selected)} step(s)"))
+
+    dag = Dag.of(status.snapshot.pipeline)
+    phases, step_events, steps = _observe(dag, status, inputs.observed)
+    events += step_events
+    decision: Decision = decide(
+        dag,
+        status.snapshot.selected,
+        phases,
+        parallelism=spec.parallelism,
+        failure_policy=spec.failure_policy,
+        cancel=spec.cancel,
+        timeout_seconds=spec.timeout_seconds,
+        started=parse_time(status.start_time),
+        now=inputs.now,
+    )
+    actions = Actions(status={}, events=events)
+    for name, phase in decision.phases.items():
+        if phase is not steps[name].phase:
+            note = {
+                StepPhase.SKIPPED: "not run: an upstream step failed or the run stopped early",
+                StepPhase.CANCELLED: "cancelled",
+                StepPhase.FAILED: f"stopped: {decision.message}",
+            }.get(phase)
+            steps[name] = steps[name].model_copy(
+                update={"phase": phase, "message": note, "completion_time": now if phase.finished else None}
+            )
+    for name in decision.stop:
+        if steps[name].job_name:
+            actions.delete.append(steps[name].job_name)
+    for name in decision.start:
+        manifest = step_job(
+            run=run,
+            spec=status.snapshot.pipeline,
+            step_name=name,
+            parameters=spec.parameters,
+            priority=spec.priority,
+            options=inputs.options,
+        )
+        actions.create.append(manifest)
+        steps[name] = StepStatus(
+            phase=StepPhase.RUNNING, job_name=manifest["metadata"]["name"], start_time=now, attempts=1
+        )
+        actions.events.append(Event("Normal", "StepStarted", f"step {name} started"))
+    status.steps = steps
+    status.progress = progress({n: s.phase for n, s in steps.items()})
+    _set_condition(status, decision.phase, decision.reason, decision.message, now)
+    if decision.finished:
+        kind = "Normal" if decision.phase is RunPhase.SUCCEEDED else "Warning"
+        actions.events.append(Event(kind, decision.reason, decision.message))
+    actions.status = status.wire()
+    return actions

@@ -1,0 +1,109 @@
+"""Concurrency policy, queue order and history pruning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orchest_operator.queue import RunSummary, admit, pipeline_summary, queued, to_prune
+
+
+def summary(
+    name: str,
+    created: str,
+    *,
+    priority: str = "Background",
+    started: bool = False,
+    finished: bool = False,
+    cancel: bool = False,
+) -> RunSummary:
+    return RunSummary(
+        name=name,
+        priority=priority,
+        created=created,
+        started=started,  # type: ignore[arg-type]
+        finished=finished,
+        cancel=cancel,
+    )
+
+
+def body(
+    name: str,
+    created: str,
+    phase: str | None = None,
+    completed: str | None = None,
+    started: bool = False,
+    priority: str = "Background",
+) -> dict[str, Any]:
+    status: dict[str, Any] = {}
+    if phase:
+        status["phase"] = phase
+    if completed:
+        status["completionTime"] = completed
+    if started:
+        status["startTime"] = created
+    return {
+        "metadata": {"name": name, "creationTimestamp": created},
+        "spec": {"pipelineRef": {"name": "p"}, "priority": priority},
+        "status": status,
+    }
+
+
+def test_allow_never_waits() -> None:
+    me = summary("b", "2")
+    assert admit(me, [summary("a", "1", started=True)], "Allow").waiting_for is None
+
+
+def test_queue_waits_for_the_active_run() -> None:
+    me = summary("b", "2")
+    assert admit(me, [summary("a", "1", started=True)], "Queue").waiting_for == "a"
+
+
+def test_queue_of_three_mixed_priorities_starts_interactive_first_then_oldest() -> None:
+    runs = [summary("bg-old", "1"), summary("bg-new", "3"), summary("inter", "4", priority="Interactive")]
+    assert queued(runs) == ["inter", "bg-old", "bg-new"]
+    assert admit(runs[2], runs, "Queue").waiting_for is None
+    assert admit(runs[0], runs, "Queue").waiting_for == "inter"
+    assert admit(runs[1], runs, "Queue").waiting_for == "inter"
+
+
+def test_finished_and_cancelled_runs_do_not_block() -> None:
+    me = summary("c", "3")
+    others = [summary("a", "1", started=True, finished=True), summary("b", "2", cancel=True)]
+    assert admit(me, others, "Queue").waiting_for is None
+
+
+@pytest.mark.parametrize(
+    ("others", "blocker"),
+    [
+        ([summary("a", "1", started=True)], "a"),
+        ([summary("a", "1")], "a"),
+        ([summary("z", "9")], None),
+        ([summary("a", "1", started=True, finished=True)], None),
+    ],
+)
+def test_forbid(others: list[RunSummary], blocker: str | None) -> None:
+    assert admit(summary("me", "5"), others, "Forbid").forbidden_by == blocker
+
+
+def test_history_prunes_oldest_finished_runs_beyond_limit() -> None:
+    runs = [
+        body("r1", "1", "Succeeded", "2026-01-01T00:00:01Z"),
+        body("r2", "2", "Failed", "2026-01-01T00:00:02Z"),
+        body("r3", "3", "Succeeded", "2026-01-01T00:00:03Z"),
+        body("r4", "4", "Running", started=True),
+    ]
+    assert to_prune(runs, 2) == ["r1"]
+    assert to_prune(runs, 0) == ["r1", "r2", "r3"]
+    assert to_prune(runs, 10) == []
+
+
+def test_pipeline_summary() -> None:
+    runs = [
+        body("r1", "1", "Succeeded", "x", started=True),
+        body("r2", "2", "Running", started=True),
+        body("r3", "3", "Queued"),
+        body("r4", "4", "Queued", priority="Interactive"),
+    ]
+    assert pipeline_summary(runs) == {"lastRun": "r4", "activeRuns": ["r2"], "queuedRuns": ["r4", "r3"]}

@@ -1,0 +1,406 @@
+"""The PipelineRun reconciler as a pure function: each rung of the ladder, without a cluster."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from orchest_operator.builders.job import JobOptions
+from orchest_operator.facts import Reason
+from orchest_operator.models import PipelineRunStatus
+from orchest_operator.observe import JobView, PodView
+from orchest_operator.runs import Actions, Inputs, Observed, reconcile
+
+NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
+OPTIONS = JobOptions(default_image="runner:1")
+
+
+def pipeline(**extra: Any) -> dict[str, Any]:
+    spec = {
+        "volume": {"claimName": "data"},
+        "steps": [
+            {"name": "a", "file": "a.ipynb"},
+            {"name": "b", "file": "b.py", "dependsOn": ["a"]},
+            {"name": "c", "file": "c.sh", "dependsOn": ["a"]},
+            {"name": "d", "file": "d.py", "dependsOn": ["b", "c"]},
+        ],
+    }
+    spec.update(extra)
+    return {"apiVersion": "orchest.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": "p"}, "spec": spec}
+
+
+def new_run(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "orchest.io/v1alpha1",
+        "kind": "PipelineRun",
+        "metadata": {"name": "r1", "namespace": "ns", "uid": "uid-1", "generation": 1},
+        "spec": {"pipelineRef": {"name": "p"}, **spec},
+    }
+
+
+def job(step: str, *, complete: bool = False, failed: str | None = None, failed_pods: int = 0) -> JobView:
+    conditions = []
+    if complete:
+        conditions.append(
+            {"type": "Complete", "status": "True", "lastTransitionTime": "2026-11-24T12:00:05Z"}
+        )
+    if failed:
+        conditions.append(
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": failed}
+        )
+    return JobView.of(
+        {
+            "metadata": {"name": f"r1-{step}", "labels": {"orchest.io/step": step}},
+            "status": {"conditions": conditions, "failed": failed_pods, "startTime": "2026-11-24T12:00:01Z"},
+        }
+    )
+
+
+def pod(step: str, phase: str, message: str | None = None, n: int = 0) -> PodView:
+    state = {"terminated": {"message": message, "finishedAt": "2026-11-24T12:00:04Z"}} if message else {}
+    return PodView.of(
+        {
+            "metadata": {
+                "name": f"r1-{step}-{n}",
+                "creationTimestamp": f"2026-11-24T12:00:0{n}Z",
+                "labels": {"job-name": f"r1-{step}", "orchest.io/step": step},
+            },
+            "status": {"phase": phase, "containerStatuses": [{"state": state}]},
+        }
+    )
+
+
+class World:
+    """Drives the reconciler the way the controller does: feed status back, observe Jobs and pods."""
+
+    def __init__(self, run: dict[str, Any], pipe: dict[str, Any] | None = None) -> None:
+        self.run = run
+        self.pipeline = pipe if pipe is not None else pipeline()
+        self.jobs: dict[str, JobView] = {}
+        self.pods: list[PodView] = []
+        self.created: list[str] = []
+        self.deleted: list[str] = []
+        self.now = NOW
+
+    def step(self, **inputs: Any) -> Actions:
+        actions = reconcile(
+            Inputs(
+                run=self.run,
+                pipeline=self.pipeline,
+                observed=Observed(jobs=dict(self.jobs), pods=list(self.pods)),
+                now=self.now,
+                options=OPTIONS,
+                **inputs,
+            )
+        )
+        self.run = {**self.run, "status": actions.status}
+        for manifest in actions.create:
+            step = manifest["metadata"]["labels"]["orchest.io/step"]
+            self.created.append(step)
+            self.jobs[step] = job(step)
+        self.deleted += actions.delete
+        return actions
+
+    def succeed(self, step: str) -> None:
+        self.pods.append(pod(step, "Succeeded"))
+
+    def fail(self, step: str, message: str | None = None) -> None:
+        self.pods.append(pod(step, "Failed", message))
+        self.jobs[step] = job(step, failed="Job has reached the specified backoff limit", failed_pods=1)
+
+    @property
+    def status(self) -> PipelineRunStatus:
+        return PipelineRunStatus.model_validate(self.run["status"])
+
+    def phases(self) -> dict[str, str]:
+        return {n: s.phase.value for n, s in self.status.steps.items()}
+
+
+def test_diamond_runs_in_dag_order_and_succeeds() -> None:
+    world = World(new_run())
+    first = world.step()
+    assert world.created == ["a"]
+    assert first.status["phase"] == "Running"
+    assert first.status["snapshot"]["selected"] == ["a", "b", "c", "d"]
+    assert [e.reason for e in first.events] == ["Started", "StepStarted"]
+    world.succeed("a")
+    world.step()
+    assert world.created == ["a", "b", "c"]
+    world.succeed("b")
+    world.step()
+    assert world.created == ["a", "b", "c"], "d waits for c"
+    world.succeed("c")
+    world.step()
+    world.succeed("d")
+    last = world.step()
+    assert world.created == ["a", "b", "c", "d"]
+    assert last.status["phase"] == "Succeeded"
+    assert last.status["progress"] == "4/4"
+    cond = last.status["conditions"][0]
+    assert (cond["type"], cond["status"], cond["reason"]) == ("Succeeded", "True", "Succeeded")
+    assert last.status["completionTime"] == "2026-11-24T12:00:00Z"
+    assert last.events[-1].reason == "Succeeded"
+
+
+def test_job_complete_condition_also_counts_as_success() -> None:
+    world = World(new_run())
+    world.step()
+    world.jobs["a"] = job("a", complete=True)
+    world.step()
+    assert world.phases()["a"] == "Succeeded"
+    assert world.status.steps["a"].completion_time == "2026-11-24T12:00:05Z"
+
+
+def test_failure_sets_step_failure_from_termination_message_and_skips_dependents() -> None:
+    world = World(new_run())
+    world.step()
+    world.succeed("a")
+    world.step()
+    world.fail("b", json.dumps({"cell": 3, "ename": "ValueError", "evalue": "bad"}))
+    actions = world.step()
+    status = world.status
+    assert status.steps["b"].phase.value == "Failed"
+    assert status.steps["b"].failure is not None and status.steps["b"].failure.cell == 3
+    assert status.steps["b"].failure.ename == "ValueError"
+    assert "backoff limit" in (status.steps["b"].message or "")
+    assert status.steps["d"].phase.value == "Skipped"
+    assert status.phase.value == "Running", "c is still running; FailFast lets it finish"
+    assert actions.create == []
+    world.succeed("c")
+    done = world.step()
+    assert done.status["phase"] == "Failed"
+    assert done.status["conditions"][0]["reason"] == Reason.FAILED
+    assert "b" in done.status["conditions"][0]["message"]
+
+
+def test_plain_text_termination_message_is_kept_as_message() -> None:
+    world = World(new_run())
+    world.step()
+    world.fail("a", "Traceback ...\nModuleNotFoundError: no module named x")
+    world.step()
+    assert "ModuleNotFoundError" in (world.status.steps["a"].message or "")
+    assert world.status.steps["a"].failure is None
+
+
+def test_fail_fast_skips_steps_not_started_and_continue_runs_them() -> None:
+    pipe = pipeline(
+        steps=[
+            {"name": "a", "file": "a.py"},
+            {"name": "b", "file": "b.py"},
+            {"name": "c", "file": "c.py", "dependsOn": ["b"]},
+        ]
+    )
+    fast = World(new_run(parallelism=1), pipe)
+    fast.step()
+    fast.fail("a")
+    end = fast.step()
+    assert end.status["phase"] == "Failed"
+    assert fast.phases() == {"a": "Failed", "b": "Skipped", "c": "Skipped"}
+
+    cont = World(new_run(parallelism=1, failurePolicy="Continue"), pipe)
+    cont.step()
+    cont.fail("a")
+    cont.step()
+    assert cont.created == ["a", "b"]
+    cont.succeed("b")
+    cont.step()
+    cont.succeed("c")
+    end = cont.step()
+    assert cont.phases() == {"a": "Failed", "b": "Succeeded", "c": "Succeeded"}
+    assert end.status["phase"] == "Failed"
+
+
+def test_parallelism_limits_running_jobs() -> None:
+    steps = [{"name": f"s{i}", "file": "x.py"} for i in range(5)]
+    world = World(new_run(parallelism=2), pipeline(steps=steps))
+    world.step()
+    assert world.created == ["s0", "s1"]
+    world.succeed("s0")
+    world.step()
+    assert world.created == ["s0", "s1", "s2"]
+
+
+def test_selection_runs_only_chosen_steps() -> None:
+    world = World(new_run(selection={"mode": "Downstream", "steps": ["b"]}))
+    world.step()
+    assert world.created == ["b"], "a is outside the selection; its outputs are taken as they are"
+    assert world.status.snapshot is not None and world.status.snapshot.selected == ["b", "d"]
+
+
+def test_timeout_fails_run_and_deletes_running_jobs() -> None:
+    world = World(new_run(timeoutSeconds=60))
+    world.step()
+    world.now = NOW + timedelta(seconds=61)
+    actions = world.step()
+    assert actions.status["phase"] == "Failed"
+    assert actions.status["conditions"][0]["reason"] == Reason.TIMEOUT
+    assert actions.delete == ["r1-a"]
+    assert world.phases() == {"a": "Failed", "b": "Skipped", "c": "Skipped", "d": "Skipped"}
+
+
+def test_cancel_stops_running_jobs() -> None:
+    world = World(new_run())
+    world.step()
+    world.run["spec"]["cancel"] = True
+    actions = world.step()
+    assert actions.status["phase"] == "Cancelled"
+    assert actions.delete == ["r1-a"]
+    assert set(world.phases().values()) == {"Cancelled"}
+
+
+def test_cancel_of_queued_run_never_starts_it() -> None:
+    world = World(new_run())
+    assert world.step(waiting_for="r0").status["phase"] == "Queued"
+    world.run["spec"]["cancel"] = True
+    actions = world.step(waiting_for="r0")
+    assert actions.status["phase"] == "Cancelled"
+    assert world.created == []
+
+
+def test_queued_run_waits_then_starts() -> None:
+    world = World(new_run())
+    queued = world.step(waiting_for="r0")
+    assert queued.status["phase"] == "Queued"
+    assert queued.status["conditions"][0]["message"] == "waiting for run r0"
+    assert "startTime" not in queued.status
+    assert world.created == []
+    started = world.step()
+    assert started.status["phase"] == "Running"
+    assert world.created == ["a"]
+
+
+def test_forbidden_run_fails_at_once() -> None:
+    actions = World(new_run()).step(forbidden_by="r0")
+    assert actions.status["phase"] == "Failed"
+    assert actions.status["conditions"][0]["reason"] == Reason.CONCURRENCY_FORBIDDEN
+    assert "r0" in actions.status["conditions"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("pipe", "run_spec", "reason", "needle"),
+    [
+        (None, {}, Reason.PIPELINE_NOT_FOUND, "pipeline 'p' not found"),
+        (pipeline(volume=None), {}, Reason.NO_VOLUME, "no spec.volume"),
+        (
+            pipeline(steps=[{"name": "a", "file": "a.py", "dependsOn": ["zz"]}]),
+            {},
+            Reason.INVALID_PIPELINE,
+            "unknown step 'zz'",
+        ),
+        (
+            pipeline(
+                steps=[
+                    {"name": "a", "file": "a.py", "dependsOn": ["b"]},
+                    {"name": "b", "file": "b.py", "dependsOn": ["a"]},
+                ]
+            ),
+            {},
+            Reason.INVALID_PIPELINE,
+            "dependency cycle: a -> b -> a",
+        ),
+        (pipeline(steps=[{"name": "A_b", "file": "a.txt"}]), {}, Reason.INVALID_PIPELINE, "steps.0.name"),
+        (
+            pipeline(),
+            {"selection": {"mode": "Selected", "steps": ["nope"]}},
+            Reason.INVALID_SELECTION,
+            "'nope'",
+        ),
+    ],
+)
+def test_bad_input_fails_with_reason(
+    pipe: dict[str, Any] | None, run_spec: dict[str, Any], reason: str, needle: str
+) -> None:
+    world = World(new_run(**run_spec), pipe)
+    if pipe is None:
+        world.pipeline = None  # type: ignore[assignment]
+    actions = reconcile(
+        Inputs(run=world.run, pipeline=world.pipeline, observed=Observed(), now=NOW, options=OPTIONS)
+    )
+    cond = actions.status["conditions"][0]
+    assert actions.status["phase"] == "Failed"
+    assert (cond["status"], cond["reason"]) == ("False", reason)
+    assert needle in cond["message"]
+    assert actions.create == []
+    assert actions.events[0].type == "Warning"
+
+
+def test_finished_run_is_left_alone() -> None:
+    world = World(new_run())
+    world.step()
+    world.fail("a")
+    world.step()
+    before = copy.deepcopy(world.run["status"])
+    world.pods.append(pod("a", "Succeeded", n=1))
+    assert world.step().status == before
+
+
+def test_job_created_but_status_lost_is_adopted_not_recreated() -> None:
+    """Crash between creating a Job and writing status: the next reconcile sees the Job and waits on it."""
+    world = World(new_run())
+    world.step()
+    world.run["status"]["steps"]["a"] = {"phase": "Pending"}
+    again = world.step()
+    assert again.create == []
+    assert world.phases()["a"] == "Running"
+
+
+def test_vanished_job_fails_the_step_instead_of_running_it_twice() -> None:
+    world = World(new_run())
+    world.step()
+    del world.jobs["a"]
+    world.step()
+    assert world.phases()["a"] == "Failed"
+    assert "disappeared" in (world.status.steps["a"].message or "")
+    assert world.created == ["a"]
+
+
+def test_rerun_reuses_succeeded_steps_and_reruns_failed_ones_with_descendants() -> None:
+    world = World(new_run())
+    world.step()
+    world.succeed("a")
+    world.step()
+    world.succeed("b")
+    world.fail("c")
+    world.step()
+    assert world.status.phase.value == "Failed"
+    earlier = world.run
+
+    rerun = World(new_run(rerunOf="r1"), pipeline(steps=[{"name": "changed", "file": "x.py"}]))
+    rerun.run["metadata"]["name"] = "r2"
+    rerun.step(earlier=earlier)
+    assert rerun.phases() == {"a": "Reused", "b": "Reused", "c": "Running", "d": "Pending"}
+    assert rerun.created == ["c"], "the earlier run's snapshot is used, not the edited Pipeline"
+
+
+def test_rerun_of_active_or_missing_run_is_refused() -> None:
+    active = World(new_run())
+    active.step()
+    refused = World(new_run(rerunOf="r1")).step(earlier=active.run)
+    assert refused.status["conditions"][0]["reason"] == Reason.RERUN_INVALID
+    assert "still Running" in refused.status["conditions"][0]["message"]
+    missing = World(new_run(rerunOf="gone")).step(earlier=None)
+    assert "does not exist" in missing.status["conditions"][0]["message"]
+
+
+def test_condition_transition_time_moves_only_on_change() -> None:
+    world = World(new_run())
+    world.step()
+    first = world.status.conditions[0].last_transition_time
+    world.now = NOW + timedelta(seconds=5)
+    world.succeed("a")
+    world.step()
+    assert world.status.conditions[0].last_transition_time == first
+
+
+def test_status_of_a_thousand_steps_stays_small() -> None:
+    steps = [
+        {"name": f"step-{i:04d}", "file": f"s{i}.py", "dependsOn": [f"step-{i - 1:04d}"] if i else []}
+        for i in range(1000)
+    ]
+    world = World(new_run(), pipeline(steps=steps))
+    actions = world.step()
+    assert len(json.dumps(actions.status)) < 256 * 1024
