@@ -7,6 +7,7 @@ a create that meets 409 AlreadyExists returns the existing object, a delete that
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import pykube
@@ -46,9 +47,14 @@ KINDS: dict[tuple[str, str], type[APIObject]] = {
 }
 
 
-@functools.cache
 def client() -> pykube.HTTPClient:
-    """One HTTP client per process: in-cluster service account, else ``KUBECONFIG`` / ``~/.kube/config``."""
+    """The HTTP client for the configured cluster: in-cluster service account, else ``KUBECONFIG`` or
+    ``~/.kube/config``. One per configuration, so connections are reused across calls."""
+    return _client_for(os.environ.get("KUBECONFIG"))
+
+
+@functools.cache
+def _client_for(kubeconfig: str | None) -> pykube.HTTPClient:
     return pykube.HTTPClient(pykube.KubeConfig.from_env(), timeout=30)
 
 

@@ -1,0 +1,110 @@
+"""Cluster-wide settings of the operator, read once from the environment at start-up.
+
+The Deployment (``manifests/operator/deployment.yaml``, the chart's values) sets these variables; a
+Pipeline can override the images per pipeline or step, never the timeouts. Defaults point at the images
+released with this version, so a bare ``orchest operator`` against a cluster works without any of them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+REGISTRY = "ghcr.io/orchest-operator"
+EG_IMAGE = "elyra/enterprise-gateway:3.2.3"
+
+ENV_DEFAULT_STEP_IMAGE = "ORCHEST_DEFAULT_STEP_IMAGE"
+ENV_STEP_RUNNER_IMAGE = "ORCHEST_STEP_RUNNER_IMAGE"
+ENV_EG_IMAGE = "ORCHEST_EG_IMAGE"
+ENV_JUPYTER_SERVER_IMAGE = "ORCHEST_JUPYTER_SERVER_IMAGE"
+ENV_SESSION_TIMEOUT = "ORCHEST_SESSION_TIMEOUT_SECONDS"
+ENV_KERNEL_LAUNCH_TIMEOUT = "ORCHEST_KERNEL_LAUNCH_TIMEOUT_SECONDS"
+ENV_KERNEL_CULL_IDLE = "ORCHEST_KERNEL_CULL_IDLE_SECONDS"
+ENV_KERNEL_CULL_INTERVAL = "ORCHEST_KERNEL_CULL_INTERVAL_SECONDS"
+ENV_PRIORITY_CLASSES = "ORCHEST_PRIORITY_CLASSES"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class SettingsError(ValueError):
+    """A variable with a value the operator cannot use; it refuses to start rather than guess."""
+
+
+def release() -> str:
+    """The version images are tagged with: the installed distribution's, as the Dockerfiles install it."""
+    try:
+        return version("orchest-operator")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "latest"
+
+
+def image(name: str) -> str:
+    return f"{REGISTRY}/{name}:{release()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # The image that ships ``orchest step`` (images/step-runner): Jobs run it unless a pipeline or step
+    # names another image.
+    step_runner_image: str = field(default_factory=lambda: image("orchest-step-runner"))
+    # The image of steps without ``image``; defaults to the step runner. A custom one must have
+    # ``orchest`` installed (build it FROM the step runner).
+    default_step_image: str = ""
+    # Jupyter Enterprise Gateway of interactive sessions; kernels run as pods that EG starts.
+    eg_image: str = EG_IMAGE
+    # The jupyter-server of interactive sessions (images/jupyter-server), connected to EG.
+    jupyter_server_image: str = field(default_factory=lambda: image("orchest-jupyter-server"))
+    # A session not Ready within this many seconds is Failed (the seed system's launcher timeout).
+    session_timeout_seconds: int = 300
+    # EG's wait for a kernel pod to start (an image pull included); jupyter-server sends the same value.
+    kernel_launch_timeout_seconds: int = 120
+    # EG shuts down kernels idle (and unconnected) this long, checking every interval; 0 keeps them.
+    kernel_cull_idle_seconds: int = 3600
+    kernel_cull_interval_seconds: int = 60
+    # Whether step Jobs name the PriorityClasses orchest-interactive / orchest-background. Off where those
+    # PriorityClasses are not installed (the chart's priorityClasses.create=false), since a pod naming a
+    # missing PriorityClass is rejected.
+    priority_classes: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.default_step_image:
+            object.__setattr__(self, "default_step_image", self.step_runner_image)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``env`` (default ``os.environ``); unset or empty variables keep their defaults."""
+        env = os.environ if env is None else env
+        kwargs: dict[str, Any] = {}
+        for name, attr in (
+            (ENV_STEP_RUNNER_IMAGE, "step_runner_image"),
+            (ENV_DEFAULT_STEP_IMAGE, "default_step_image"),
+            (ENV_EG_IMAGE, "eg_image"),
+            (ENV_JUPYTER_SERVER_IMAGE, "jupyter_server_image"),
+        ):
+            value = env.get(name, "").strip()
+            if value:
+                if any(c.isspace() for c in value):
+                    raise SettingsError(f"{name} must be an image reference without spaces, got {value!r}")
+                kwargs[attr] = value
+        for name, attr, least in (
+            (ENV_SESSION_TIMEOUT, "session_timeout_seconds", 1),
+            (ENV_KERNEL_LAUNCH_TIMEOUT, "kernel_launch_timeout_seconds", 1),
+            (ENV_KERNEL_CULL_IDLE, "kernel_cull_idle_seconds", 0),
+            (ENV_KERNEL_CULL_INTERVAL, "kernel_cull_interval_seconds", 1),
+        ):
+            number = env.get(name, "").strip()
+            if number:
+                if not number.isdigit() or int(number) < least:
+                    kind = "positive" if least else "non-negative"
+                    raise SettingsError(f"{name} must be a {kind} whole number, got {number!r}")
+                kwargs[attr] = int(number)
+        flag = env.get(ENV_PRIORITY_CLASSES, "").strip().lower()
+        if flag:
+            if flag not in _TRUE | _FALSE:
+                raise SettingsError(f"{ENV_PRIORITY_CLASSES} must be true or false, got {flag!r}")
+            kwargs["priority_classes"] = flag in _TRUE
+        return cls(**kwargs)

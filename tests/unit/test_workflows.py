@@ -1,0 +1,53 @@
+"""The GitHub workflows refer to what exists: the Makefile targets, every image, the chart and its values
+(they run on GitHub, not here, so a rename would otherwise only show up there)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support.deploy import CHART
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github/workflows"
+
+
+def workflow(name: str) -> dict[str, Any]:
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def scripts(flow: dict[str, Any]) -> str:
+    return "\n".join(step.get("run", "") for job in flow["jobs"].values() for step in job["steps"])
+
+
+def test_ci_lints_and_runs_make_test() -> None:
+    text = scripts(workflow("ci.yml"))
+    assert "make lint" in text and "make test" in text
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^lint:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+
+
+def test_e2e_builds_and_loads_every_image() -> None:
+    text = scripts(workflow("e2e.yml"))
+    built = set(re.findall(r"docker build -f images/([\w-]+)/Dockerfile", text))
+    assert built == {p.parent.name for p in (ROOT / "images").glob("*/Dockerfile")}
+    loaded = re.search(r"for image in ([\w\s-]+); do", text)
+    assert loaded and set(loaded.group(1).split()) == {f"orchest-{name}" for name in built}
+
+
+def test_e2e_installs_the_chart_with_values_that_exist() -> None:
+    flow = workflow("e2e.yml")
+    text = scripts(flow)
+    assert "helm install orchest charts/orchest" in text and (CHART / "Chart.yaml").is_file()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for path in re.findall(r"--set ([\w.]+)=", text):
+        node: Any = values
+        for part in path.split("."):
+            assert isinstance(node, dict) and part in node, f"--set {path}: no such value in values.yaml"
+            node = node[part]
+    run = next(s for j in flow["jobs"].values() for s in j["steps"] if "tests/e2e" in s.get("run", ""))
+    assert run["env"]["ORCHEST_E2E"] == "1"
+    assert "orchest-step-runner" in run["env"]["ORCHEST_E2E_STEP_IMAGE"]
