@@ -131,9 +131,12 @@ class Dag:
         return run, reused
 
     def blocked(self, selected: Iterable[str], states: Mapping[str, StepPhase | str]) -> list[str]:
-        """Pending steps that can never run because a step they need ended without success."""
+        """Pending steps that can never run because a step they need ended without success, or is itself
+        blocked: in topological order, so a whole blocked branch is found at once and no caller waits for
+        a step that will never start."""
         selected_set = set(selected)
-        out = []
+        out: list[str] = []
+        found: set[str] = set()
         for name in self.order:
             if (
                 name not in selected_set
@@ -144,8 +147,9 @@ class Dag:
                 phase = StepPhase(
                     states.get(dep, StepPhase.PENDING if dep in selected_set else StepPhase.SUCCEEDED)
                 )
-                if phase.finished and not phase.ok:
+                if dep in found or (phase.finished and not phase.ok):
                     out.append(name)
+                    found.add(name)
                     break
         return out
 
@@ -162,7 +166,8 @@ class Dag:
         A dependency outside the selection counts as satisfied: a partial run uses whatever the shared
         directory already holds, as Orchest's partial runs did.
         """
-        selected_list = [n for n in self.order if n in set(selected)]
+        selected_set = set(selected)
+        selected_list = [n for n in self.order if n in selected_set]
         phases = {n: StepPhase(states.get(n, StepPhase.PENDING)) for n in selected_list}
         if FailurePolicy(failure_policy) is FailurePolicy.FAIL_FAST and any(
             p.finished and not p.ok and p is not StepPhase.SKIPPED for p in phases.values()
