@@ -9,13 +9,15 @@ because only the Job controller knows whether it will retry.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from orchest_operator import naming
+from orchest_operator.executor import parse_termination_message
 from orchest_operator.models import StepFailure, StepPhase
+
+_DETAIL_LIMIT = 500
 
 
 def _condition(body: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -100,21 +102,6 @@ class StepObservation:
     failure: StepFailure | None = None
 
 
-def parse_failure(message: str | None) -> tuple[StepFailure | None, str | None]:
-    """The step runner writes ``{"cell", "ename", "evalue"}`` as its termination message; anything else
-    (a crash, a log tail from ``FallbackToLogsOnError``) is kept as plain text."""
-    if not message:
-        return None, None
-    try:
-        data = json.loads(message)
-    except ValueError:
-        return None, message.strip()[-500:]
-    if not isinstance(data, dict):
-        return None, message.strip()[-500:]
-    failure = StepFailure.model_validate({k: data.get(k) for k in ("cell", "ename", "evalue")})
-    return failure, data.get("message")
-
-
 def observe_step(job: JobView | None, pods: Iterable[PodView]) -> StepObservation | None:
     """The step's phase as its Job and pods show it, or ``None`` when there is no Job to look at."""
     if job is None:
@@ -127,8 +114,11 @@ def observe_step(job: JobView | None, pods: Iterable[PodView]) -> StepObservatio
         return StepObservation(StepPhase.SUCCEEDED, attempts, job.start_time, done)
     if job.failed:
         last_failed = next((p for p in reversed(mine) if p.phase == "Failed"), None)
-        failure, detail = parse_failure(last_failed.termination_message if last_failed else None)
-        message = "; ".join(m for m in (job.message, detail) if m) or "the step's Job failed"
+        failure, detail = parse_termination_message(
+            last_failed.termination_message if last_failed and last_failed.termination_message else ""
+        )
+        # With FallbackToLogsOnError a crash leaves the log tail here: keep its end, where the error is.
+        message = "; ".join(m for m in (job.message, detail[-_DETAIL_LIMIT:]) if m) or "the step's Job failed"
         return StepObservation(
             StepPhase.FAILED, attempts, job.start_time, job.completion_time, message=message, failure=failure
         )

@@ -76,7 +76,18 @@ def step_job(
     container: dict[str, Any] = {
         "name": "step",
         "image": step.image or spec.image or options.default_image,
-        "command": ["orchest", "step", "--file", step.file, "--step", step.name, "--run", run_name],
+        # The module, not the ``orchest`` script: it skips importing kopf and the clients on every step.
+        "command": [
+            "python",
+            "-m",
+            "orchest_operator.cli.step",
+            "--file",
+            step.file,
+            "--step",
+            step.name,
+            "--run",
+            run_name,
+        ],
         "workingDir": spec.volume.mount_path,
         "env": env,
         "volumeMounts": [mount, {"name": SCRATCH_VOLUME, "mountPath": "/tmp"}],

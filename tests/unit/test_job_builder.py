@@ -74,8 +74,9 @@ def test_job_runs_the_step_with_merged_parameters_env_and_volume() -> None:
         "step",
     )
     assert container["command"] == [
-        "orchest",
-        "step",
+        "python",
+        "-m",
+        "orchest_operator.cli.step",
         "--file",
         "load.ipynb",
         "--step",
