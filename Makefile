@@ -8,19 +8,21 @@ EG_STAMP := $(EG_VENV)/.installed
 # Enterprise Gateway 3.x pins jupyter_client/jupyter_server versions that clash with papermill's, so it
 # gets its own environment, exactly as it gets its own container in a cluster.
 EG_VERSION := 3.3.0
+# -P: `python -m` would put the repository root first on sys.path, where operator/ shadows the
+# standard library's operator module and breaks pip before it starts.
 
 .PHONY: run test lint crds bench clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	test -x $(BIN)/python || $(PYTHON) -P -m venv $(VENV)
+	$(BIN)/python -P -m pip install --quiet --upgrade pip
+	$(BIN)/python -P -m pip install --quiet -e '.[test]'
 	touch $@
 
 $(EG_STAMP):
-	test -x $(EG_VENV)/bin/python || $(PYTHON) -m venv $(EG_VENV)
-	$(EG_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(EG_VENV)/bin/python -m pip install --quiet 'jupyter-enterprise-gateway==$(EG_VERSION)' ipykernel
+	test -x $(EG_VENV)/bin/python || $(PYTHON) -P -m venv $(EG_VENV)
+	$(EG_VENV)/bin/python -P -m pip install --quiet --upgrade pip
+	$(EG_VENV)/bin/python -P -m pip install --quiet 'jupyter-enterprise-gateway==$(EG_VERSION)' ipykernel
 	touch $@
 
 run: $(STAMP)

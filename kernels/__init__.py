@@ -1,0 +1,1 @@
+"""Kernelspec templates for Jupyter Enterprise Gateway, one directory per process proxy (package data)."""
