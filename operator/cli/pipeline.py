@@ -40,30 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "130 when interrupted.",
     )
     run.add_argument("pipeline", type=Path, metavar="PIPELINE.yaml")
-    run.add_argument("--steps", type=_names, default=[], metavar="A,B", help="the steps to select")
-    run.add_argument(
-        "--mode",
-        choices=list(MODES),
-        help="all; selected: exactly --steps; incoming: --steps and everything they need; downstream: "
-        "--steps and everything that needs them (default: selected with --steps, all without)",
-    )
-    run.add_argument(
-        "-p",
-        "--parameter",
-        dest="parameters",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a parameter in every step; VALUE is read as YAML (0.7 is a number, true a boolean)",
-    )
-    run.add_argument(
-        "--parallelism",
-        type=_non_negative,
-        default=os.cpu_count() or 1,
-        metavar="N",
-        help="steps running at once, 0 for no limit (default: the number of CPUs)",
-    )
-    run.add_argument("--failure-policy", choices=list(POLICIES), default="fail-fast")
+    add_run_options(run, default_parallelism=os.cpu_count() or 1)
     run.set_defaults(handler=handle_run)
 
     validate = subparsers.add_parser(
@@ -85,6 +62,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     conv.add_argument("source", type=Path, metavar="FILE.orchest")
     conv.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
     conv.set_defaults(handler=handle_convert)
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, default_parallelism: int) -> None:
+    """The options that shape a run, shared by ``orchest run`` and ``orchest submit``."""
+    parser.add_argument("--steps", type=_names, default=[], metavar="A,B", help="the steps to select")
+    parser.add_argument(
+        "--mode",
+        choices=list(MODES),
+        help="all; selected: exactly --steps; incoming: --steps and everything they need; downstream: "
+        "--steps and everything that needs them (default: selected with --steps, all without)",
+    )
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        dest="parameters",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter in every step; VALUE is read as YAML (0.7 is a number, true a boolean)",
+    )
+    parser.add_argument(
+        "--parallelism",
+        type=_non_negative,
+        default=default_parallelism,
+        metavar="N",
+        help=f"steps running at once, 0 for no limit (default: {default_parallelism or 'no limit'})",
+    )
+    parser.add_argument("--failure-policy", choices=list(POLICIES), default="fail-fast")
+
+
+def run_request(args: argparse.Namespace, pipeline: str) -> dict[str, Any]:
+    """The ``PipelineRun.spec`` the run options ask for; raises ``CliError`` (exit 2) on bad options."""
+    try:
+        parameters = parse_parameters(args.parameters)
+    except ValueError as err:
+        raise CliError(str(err), 2) from None
+    mode = MODES[args.mode] if args.mode else SelectionMode.SELECTED if args.steps else SelectionMode.ALL
+    if mode is SelectionMode.ALL and args.steps:
+        raise CliError("--steps selects steps; it cannot be combined with --mode all", 2)
+    return {
+        "pipelineRef": {"name": pipeline},
+        "selection": {"mode": mode.value, "steps": args.steps},
+        "parameters": parameters,
+        "parallelism": args.parallelism,
+        "failurePolicy": POLICIES[args.failure_policy].value,
+    }
 
 
 def _names(text: str) -> list[str]:
@@ -138,22 +161,7 @@ def handle_run(args: argparse.Namespace) -> int:
     if document is None:
         return 2
     try:
-        parameters = parse_parameters(args.parameters)
-    except ValueError as err:
-        raise CliError(str(err), 2) from None
-    mode = MODES[args.mode] if args.mode else SelectionMode.SELECTED if args.steps else SelectionMode.ALL
-    if mode is SelectionMode.ALL and args.steps:
-        raise CliError("--steps selects steps; it cannot be combined with --mode all", 2)
-    try:
-        request = PipelineRunSpec.model_validate(
-            {
-                "pipelineRef": {"name": document.metadata.name},
-                "selection": {"mode": mode, "steps": args.steps},
-                "parameters": parameters,
-                "parallelism": args.parallelism,
-                "failurePolicy": POLICIES[args.failure_policy],
-            }
-        )
+        request = PipelineRunSpec.model_validate(run_request(args, document.metadata.name))
         local = LocalRun(document.spec, loaded.base, request)
     except ValidationError as err:
         _report(args.pipeline, schema_problems(err, PipelineRunSpec))
