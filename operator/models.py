@@ -297,16 +297,6 @@ class PipelineRunStatus(Model):
     snapshot: RunSnapshot | None = None
 
 
-class RunDocument(Model):
-    """A PipelineRun as the operator and the CLI read it."""
-
-    model_config = ConfigDict(extra="ignore")
-    api_version: Literal["orchest.io/v1alpha1"] = API_VERSION
-    kind: Literal["PipelineRun"] = "PipelineRun"
-    metadata: ObjectMeta
-    spec: PipelineRunSpec
-
-
 # --- Pipeline status --------------------------------------------------------------------------------
 
 

@@ -15,7 +15,6 @@ from orchest_operator.models import (
     PipelineRunStatus,
     PipelineSpec,
     Priority,
-    RunDocument,
     RunPhase,
     SelectionMode,
     Step,
@@ -71,8 +70,6 @@ def test_documents() -> None:
         {"metadata": {"name": "p", "labels": {"x": "y"}}, "spec": {"steps": [{"name": "a", "file": "a.py"}]}}
     )
     assert (doc.api_version, doc.kind) == ("orchest.io/v1alpha1", "Pipeline")
-    run = RunDocument.model_validate({"metadata": {"name": "r"}, "spec": {"pipelineRef": {"name": "p"}}})
-    assert run.kind == "PipelineRun"
 
 
 @pytest.mark.parametrize(
