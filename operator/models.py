@@ -297,6 +297,16 @@ class PipelineRunStatus(Model):
     snapshot: RunSnapshot | None = None
 
 
+class RunDocument(Model):
+    """A PipelineRun manifest as written in a file (the examples, a GitOps repository)."""
+
+    model_config = ConfigDict(extra="ignore")
+    api_version: Literal["orchest.io/v1alpha1"] = API_VERSION
+    kind: Literal["PipelineRun"] = "PipelineRun"
+    metadata: ObjectMeta
+    spec: PipelineRunSpec
+
+
 # --- Pipeline status --------------------------------------------------------------------------------
 
 
