@@ -65,8 +65,18 @@ def kind_of(manifest: dict[str, Any]) -> type[APIObject]:
         raise ValueError(f"orchest does not manage {manifest['apiVersion']}/{manifest['kind']}") from None
 
 
+class ForeignObject(Exception):
+    """The name is taken by an object another owner controls (e.g. a deleted run's Job the garbage
+    collector has not removed yet): adopting it would be wrong, so the caller retries later."""
+
+
+def _controller_uid(obj: dict[str, Any]) -> str | None:
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return next((r.get("uid") for r in refs if r.get("controller")), None)
+
+
 def ensure(api: pykube.HTTPClient, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Create ``manifest``; when it already exists (409), return what is there instead."""
+    """Create ``manifest``; when it already exists (409) with the same controller, return what is there."""
     cls = kind_of(manifest)
     obj = cls(api, manifest)
     try:
@@ -75,6 +85,11 @@ def ensure(api: pykube.HTTPClient, manifest: dict[str, Any]) -> dict[str, Any]:
         if status_code(err) != 409:
             raise
         obj.reload()
+        if _controller_uid(obj.obj) != _controller_uid(manifest):
+            meta = manifest["metadata"]
+            raise ForeignObject(
+                f"{manifest['kind']} {meta['namespace']}/{meta['name']} has another owner"
+            ) from None
     return obj.obj
 
 

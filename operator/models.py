@@ -279,7 +279,8 @@ class Condition(Model):
 
 
 class RunSnapshot(Model):
-    """What a run executes, frozen when it starts: later edits of the Pipeline never change a run."""
+    """What a run executes, frozen when the operator first sees the run (a queued run included): later
+    edits of the Pipeline never change a run that was already submitted."""
 
     pipeline: PipelineSpec
     selected: list[str]

@@ -48,7 +48,10 @@ def derived(*parts: str, limit: int = MAX_NAME, dns1035: bool = False) -> str:
 
 
 def job_name(run: str, step: str) -> str:
-    return derived(run, step)
+    """``<run>-<step>-<hash>``: always hashed, because run "a-b" with step "c" and run "a" with step
+    "b-c" would otherwise share a Job, and one run would adopt the other's step."""
+    head = _INVALID.sub("-", f"{run}-{step}".lower()).strip("-")[: MAX_NAME - _HASH - 1].rstrip("-")
+    return f"{head}-{_digest(f'{run}/{step}')}"
 
 
 def label_value(value: str) -> str:

@@ -27,10 +27,18 @@ def _condition(body: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
+def _controller_uid(meta: dict[str, Any]) -> str | None:
+    return next((o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+
+
 @dataclass(frozen=True)
 class JobView:
     name: str
     step: str
+    uid: str | None
+    owner_uid: str | None
+    """The uid of the run that owns it: a run recreated under the same name must not adopt old Jobs."""
+    deleting: bool
     complete: bool
     failed: bool
     message: str | None
@@ -46,9 +54,13 @@ class JobView:
         message = None
         if failed is not None:
             message = ": ".join(p for p in (failed.get("reason"), failed.get("message")) if p)
+        meta = body["metadata"]
         return cls(
-            name=body["metadata"]["name"],
-            step=body["metadata"].get("labels", {}).get(naming.LABEL_STEP, ""),
+            name=meta["name"],
+            step=meta.get("labels", {}).get(naming.LABEL_STEP, ""),
+            uid=meta.get("uid"),
+            owner_uid=_controller_uid(meta),
+            deleting=bool(meta.get("deletionTimestamp")),
             complete=complete is not None,
             failed=failed is not None,
             message=message,
@@ -64,6 +76,7 @@ class JobView:
 class PodView:
     name: str
     job: str
+    job_uid: str | None
     step: str
     phase: str
     termination_message: str | None
@@ -84,6 +97,7 @@ class PodView:
         return cls(
             name=meta["name"],
             job=labels.get("job-name") or labels.get("batch.kubernetes.io/job-name", ""),
+            job_uid=labels.get("batch.kubernetes.io/controller-uid") or labels.get("controller-uid"),
             step=labels.get(naming.LABEL_STEP, ""),
             phase=status.get("phase", "Pending"),
             termination_message=message,
@@ -106,7 +120,10 @@ def observe_step(job: JobView | None, pods: Iterable[PodView]) -> StepObservatio
     """The step's phase as its Job and pods show it, or ``None`` when there is no Job to look at."""
     if job is None:
         return None
-    mine = sorted((p for p in pods if p.job == job.name), key=lambda p: p.created or "")
+    mine = sorted(
+        (p for p in pods if p.job == job.name and (p.job_uid is None or p.job_uid == job.uid)),
+        key=lambda p: p.created or "",
+    )
     attempts = max(len(mine), job.failed_pods + (0 if job.failed else 1))
     succeeded = next((p for p in mine if p.phase == "Succeeded"), None)
     if job.complete or succeeded is not None:

@@ -69,12 +69,25 @@ RULES: tuple[Permission, ...] = (
     Permission(GROUP, "pipelines/status", ("patch",), "session state, lastRun, activeRuns and queuedRuns"),
     Permission(
         GROUP,
+        "pipelines/finalizers",
+        ("update",),
+        "session objects name their Pipeline as owner with blockOwnerDeletion, which clusters with the "
+        "OwnerReferencesPermissionEnforcement admission plugin (e.g. OpenShift) allow only with this",
+    ),
+    Permission(
+        GROUP,
         "pipelineruns",
         ("delete", "get", "list", "patch", "watch"),
         "kopf watches runs and keeps its finalizer and annotations on them; history pruning deletes the "
         "oldest finished runs beyond runHistoryLimit",
     ),
     Permission(GROUP, "pipelineruns/status", ("patch",), "phase, per-step states, conditions, snapshot"),
+    Permission(
+        GROUP,
+        "pipelineruns/finalizers",
+        ("update",),
+        "step Jobs name their run as owner with blockOwnerDeletion (OwnerReferencesPermissionEnforcement)",
+    ),
     # --- step execution --------------------------------------------------------------------------------
     Permission(
         "batch",

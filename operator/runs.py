@@ -67,6 +67,8 @@ class Observed:
     pods: Collection[PodView] = ()
     in_flight: Collection[str] = ()
     """Names of Jobs this process created that the index has not shown yet."""
+    rejected: Mapping[str, str] = field(default_factory=dict)
+    """Step name → why the API server refused its Job for good (quota aside): the step fails with it."""
 
 
 @dataclass
@@ -188,9 +190,15 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
 
 
 def _observe(
-    dag: Dag, status: PipelineRunStatus, observed: Observed
+    status: PipelineRunStatus, observed: Observed, run_uid: str | None, *, stopping: bool
 ) -> tuple[dict[str, StepPhase], list[Event], dict[str, StepStatus]]:
-    """Fold the Jobs and pods into step phases. A phase already recorded as finished is final."""
+    """Fold the Jobs and pods into step phases. A phase already recorded as finished is final.
+
+    Only Jobs owned by this very run count (by uid): a run deleted and recreated under the same name
+    must not inherit the old run's Jobs while the garbage collector is still removing them. When the run
+    is ``stopping`` (cancel or deadline), a missing Job is one this operator already deleted.
+    """
+    jobs = {s: j for s, j in observed.jobs.items() if j.owner_uid == run_uid and not j.deleting}
     pods_by_step: dict[str, list[PodView]] = {}
     for pod in observed.pods:
         pods_by_step.setdefault(pod.step, []).append(pod)
@@ -204,8 +212,12 @@ def _observe(
             phases[name] = rec.phase
             updated[name] = rec
             continue
-        seen = observe_step(observed.jobs.get(name), pods_by_step.get(name, ()))
-        if seen is not None:
+        seen = observe_step(jobs.get(name), pods_by_step.get(name, ()))
+        if name in observed.rejected and seen is None:
+            message = f"the API server refused its Job: {observed.rejected[name]}"
+            new = rec.model_copy(update={"phase": StepPhase.FAILED, "message": message})
+            events.append(Event("Warning", "StepFailed", f"step {name}: {message}"))
+        elif seen is not None:
             new = rec.model_copy(
                 update={
                     "phase": seen.phase,
@@ -214,14 +226,14 @@ def _observe(
                     "completion_time": seen.completion_time,
                     "message": seen.message,
                     "failure": seen.failure,
-                    "job_name": observed.jobs[name].name,
+                    "job_name": jobs[name].name,
                 }
             )
             if seen.phase is StepPhase.SUCCEEDED:
                 events.append(Event("Normal", "StepSucceeded", f"step {name} succeeded"))
             elif seen.phase is StepPhase.FAILED:
                 events.append(Event("Warning", "StepFailed", f"step {name} failed: {seen.message}"))
-        elif rec.phase is StepPhase.RUNNING and rec.job_name not in observed.in_flight:
+        elif rec.phase is StepPhase.RUNNING and rec.job_name not in observed.in_flight and not stopping:
             # Recorded as started, but its Job is gone (deleted by hand): never start a step twice.
             new = rec.model_copy(
                 update={"phase": StepPhase.FAILED, "message": f"Job {rec.job_name} disappeared"}
@@ -240,6 +252,7 @@ def reconcile(inputs: Inputs) -> Actions:
     status = current_status(run)
     generation = run["metadata"].get("generation")
     if status.phase.finished:
+        status.observed_generation = generation
         return Actions(status=status.wire())
     try:
         spec = PipelineRunSpec.model_validate(run.get("spec") or {})
@@ -282,7 +295,15 @@ def reconcile(inputs: Inputs) -> Actions:
         events.append(Event("Normal", "Started", f"running {len(status.snapshot.selected)} step(s)"))
 
     dag = Dag.of(status.snapshot.pipeline)
-    phases, step_events, steps = _observe(dag, status, inputs.observed)
+    started = parse_time(status.start_time)
+    overdue = (
+        spec.timeout_seconds is not None
+        and started is not None
+        and (inputs.now - started).total_seconds() >= spec.timeout_seconds
+    )
+    phases, step_events, steps = _observe(
+        status, inputs.observed, run["metadata"].get("uid"), stopping=spec.cancel or overdue
+    )
     events += step_events
     decision: Decision = decide(
         dag,
@@ -292,7 +313,7 @@ def reconcile(inputs: Inputs) -> Actions:
         failure_policy=spec.failure_policy,
         cancel=spec.cancel,
         timeout_seconds=spec.timeout_seconds,
-        started=parse_time(status.start_time),
+        started=started,
         now=inputs.now,
     )
     actions = Actions(status={}, events=events)
@@ -305,6 +326,10 @@ def reconcile(inputs: Inputs) -> Actions:
             }.get(phase)
             steps[name] = steps[name].model_copy(
                 update={"phase": phase, "message": note, "completion_time": now if phase.finished else None}
+            )
+            kind = "Normal" if phase is StepPhase.SKIPPED else "Warning"
+            actions.events.append(
+                Event(kind, f"Step{phase.value}", f"step {name} {phase.value.lower()}: {note}")
             )
     for name in decision.stop:
         if steps[name].job_name:

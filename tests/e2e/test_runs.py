@@ -6,6 +6,7 @@ import subprocess
 from datetime import datetime
 from typing import Any
 
+from orchest_operator.naming import job_name
 from tests.e2e.conftest import Orchest, wait
 
 OK = "import os, json; print(os.environ['ORCHEST_STEP'], json.loads(os.environ['ORCHEST_PARAMETERS']))\n"
@@ -93,7 +94,9 @@ def test_operator_restart_mid_run_creates_no_duplicate_jobs(orchest: Orchest, pr
     )
     run = orchest.finished("r")
     assert run["status"]["phase"] == "Succeeded"
-    assert sorted(j.metadata.name for j in orchest.jobs("r")) == ["r-s0", "r-s1", "r-s2", "r-s3"]
+    assert sorted(j.metadata.name for j in orchest.jobs("r")) == sorted(
+        job_name("r", f"s{i}") for i in range(4)
+    )
 
 
 def test_deleting_a_run_deletes_its_jobs(orchest: Orchest, project: Any) -> None:

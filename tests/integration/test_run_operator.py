@@ -102,7 +102,7 @@ async def test_diamond_runs_in_dag_order_and_reports_status(cluster: Cluster, op
     st = status(cluster)
     assert st["progress"] == "4/4"
     assert {n: s["phase"] for n, s in st["steps"].items()} == dict.fromkeys("abcd", "Succeeded")
-    assert st["steps"]["a"]["jobName"] == "r1-a"
+    assert st["steps"]["a"]["jobName"] == naming.job_name("r1", "a")
     assert st["snapshot"]["selected"] == ["a", "b", "c", "d"]
     assert st["observedGeneration"] == 1
     [cond] = st["conditions"]
@@ -276,7 +276,7 @@ async def test_operator_restart_mid_run_creates_no_duplicate_jobs(
     await operator(OPERATOR)
     assert await wait_for(lambda: finished(cluster), timeout=15) == "Succeeded"
     names = sorted(j["metadata"]["name"] for j in jobs(cluster))
-    assert names == ["r1-s0", "r1-s1", "r1-s2", "r1-s3"]
+    assert names == sorted(naming.job_name("r1", f"s{i}") for i in range(4))
     assert not kubelet.errors
 
 
@@ -314,7 +314,9 @@ async def test_restart_after_job_created_but_before_status_written(
     await operator(OPERATOR)
     await fake_kubelet(job_complete_delay=0.05)
     assert await wait_for(lambda: finished(cluster), timeout=10) == "Succeeded"
-    assert sorted(j["metadata"]["name"] for j in jobs(cluster)) == ["r1-a", "r1-b"]
+    assert sorted(j["metadata"]["name"] for j in jobs(cluster)) == sorted(
+        naming.job_name("r1", s) for s in "ab"
+    )
 
 
 async def test_deleting_a_run_cascades_to_its_jobs_and_pods(cluster: Cluster, operator, fake_kubelet) -> None:
@@ -325,7 +327,7 @@ async def test_deleting_a_run_cascades_to_its_jobs_and_pods(cluster: Cluster, op
     await cluster.api.delete("orchest.io/v1alpha1/pipelineruns", "r1", NS)
     await wait_for(lambda: cluster.peek("orchest.io/v1alpha1/pipelineruns", "r1", NS) is None, timeout=5)
     removed = await kubelet.collect_garbage()
-    assert any("jobs" in r or "r1-a" in r for r in removed)
+    assert any(naming.job_name("r1", "a") in r for r in removed)
     assert jobs(cluster) == [] and cluster.peek_all("v1/pods", NS) == []
 
 

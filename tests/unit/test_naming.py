@@ -11,8 +11,9 @@ from orchest_operator.naming import derived, job_name
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-def test_short_names_are_kept() -> None:
-    assert job_name("run", "step") == "run-step"
+def test_job_names_read_as_run_and_step_and_never_collide() -> None:
+    assert job_name("run", "step").startswith("run-step-")
+    assert job_name("etl", "load-data") != job_name("etl-load", "data")
 
 
 @pytest.mark.parametrize("run", ["a" * 63, "x" * 250, "run." * 30])

@@ -12,6 +12,7 @@ import pytest
 from orchest_operator.builders.job import JobOptions
 from orchest_operator.facts import Reason
 from orchest_operator.models import PipelineRunStatus
+from orchest_operator.naming import job_name
 from orchest_operator.observe import JobView, PodView
 from orchest_operator.runs import Actions, Inputs, Observed, reconcile
 
@@ -42,7 +43,15 @@ def new_run(**spec: Any) -> dict[str, Any]:
     }
 
 
-def job(step: str, *, complete: bool = False, failed: str | None = None, failed_pods: int = 0) -> JobView:
+def job(
+    step: str,
+    *,
+    complete: bool = False,
+    failed: str | None = None,
+    failed_pods: int = 0,
+    run: str = "r1",
+    owner: str = "uid-1",
+) -> JobView:
     conditions = []
     if complete:
         conditions.append(
@@ -54,20 +63,29 @@ def job(step: str, *, complete: bool = False, failed: str | None = None, failed_
         )
     return JobView.of(
         {
-            "metadata": {"name": f"r1-{step}", "labels": {"orchest.io/step": step}},
+            "metadata": {
+                "name": job_name(run, step),
+                "uid": f"job-{run}-{step}",
+                "labels": {"orchest.io/step": step},
+                "ownerReferences": [{"kind": "PipelineRun", "name": run, "uid": owner, "controller": True}],
+            },
             "status": {"conditions": conditions, "failed": failed_pods, "startTime": "2026-11-24T12:00:01Z"},
         }
     )
 
 
-def pod(step: str, phase: str, message: str | None = None, n: int = 0) -> PodView:
+def pod(step: str, phase: str, message: str | None = None, n: int = 0, run: str = "r1") -> PodView:
     state = {"terminated": {"message": message, "finishedAt": "2026-11-24T12:00:04Z"}} if message else {}
     return PodView.of(
         {
             "metadata": {
                 "name": f"r1-{step}-{n}",
                 "creationTimestamp": f"2026-11-24T12:00:0{n}Z",
-                "labels": {"job-name": f"r1-{step}", "orchest.io/step": step},
+                "labels": {
+                    "job-name": job_name(run, step),
+                    "controller-uid": f"job-{run}-{step}",
+                    "orchest.io/step": step,
+                },
             },
             "status": {"phase": phase, "containerStatuses": [{"state": state}]},
         }
@@ -101,16 +119,26 @@ class World:
         for manifest in actions.create:
             step = manifest["metadata"]["labels"]["orchest.io/step"]
             self.created.append(step)
-            self.jobs[step] = job(step)
+            self.jobs[step] = job(step, run=self.name, owner=self.run["metadata"]["uid"])
         self.deleted += actions.delete
         return actions
 
+    @property
+    def name(self) -> str:
+        return str(self.run["metadata"]["name"])
+
     def succeed(self, step: str) -> None:
-        self.pods.append(pod(step, "Succeeded"))
+        self.pods.append(pod(step, "Succeeded", run=self.name))
 
     def fail(self, step: str, message: str | None = None) -> None:
-        self.pods.append(pod(step, "Failed", message))
-        self.jobs[step] = job(step, failed="Job has reached the specified backoff limit", failed_pods=1)
+        self.pods.append(pod(step, "Failed", message, run=self.name))
+        self.jobs[step] = job(
+            step,
+            failed="Job has reached the specified backoff limit",
+            failed_pods=1,
+            run=self.name,
+            owner=self.run["metadata"]["uid"],
+        )
 
     @property
     def status(self) -> PipelineRunStatus:
@@ -238,7 +266,7 @@ def test_timeout_fails_run_and_deletes_running_jobs() -> None:
     actions = world.step()
     assert actions.status["phase"] == "Failed"
     assert actions.status["conditions"][0]["reason"] == Reason.TIMEOUT
-    assert actions.delete == ["r1-a"]
+    assert actions.delete == [job_name("r1", "a")]
     assert world.phases() == {"a": "Failed", "b": "Skipped", "c": "Skipped", "d": "Skipped"}
 
 
@@ -248,7 +276,7 @@ def test_cancel_stops_running_jobs() -> None:
     world.run["spec"]["cancel"] = True
     actions = world.step()
     assert actions.status["phase"] == "Cancelled"
-    assert actions.delete == ["r1-a"]
+    assert actions.delete == [job_name("r1", "a")]
     assert set(world.phases().values()) == {"Cancelled"}
 
 
@@ -370,7 +398,7 @@ def test_rerun_reuses_succeeded_steps_and_reruns_failed_ones_with_descendants() 
     earlier = world.run
 
     rerun = World(new_run(rerunOf="r1"), pipeline(steps=[{"name": "changed", "file": "x.py"}]))
-    rerun.run["metadata"]["name"] = "r2"
+    rerun.run["metadata"].update(name="r2", uid="uid-2")
     rerun.step(earlier=earlier)
     assert rerun.phases() == {"a": "Reused", "b": "Reused", "c": "Running", "d": "Pending"}
     assert rerun.created == ["c"], "the earlier run's snapshot is used, not the edited Pipeline"
@@ -404,3 +432,84 @@ def test_status_of_a_thousand_steps_stays_small() -> None:
     world = World(new_run(), pipeline(steps=steps))
     actions = world.step()
     assert len(json.dumps(actions.status)) < 256 * 1024
+
+
+def test_a_recreated_run_does_not_adopt_the_old_runs_jobs() -> None:
+    """Delete r1 and create it again before the garbage collector removed the old Jobs."""
+    world = World(new_run())
+    world.run["metadata"]["uid"] = "uid-new"
+    world.jobs["a"] = job("a", complete=True, owner="uid-old")
+    world.pods.append(pod("a", "Succeeded"))
+    first = world.step()
+    assert [m["metadata"]["name"] for m in first.create] == [job_name("r1", "a")]
+    assert world.phases()["a"] == "Running"
+
+
+def test_a_job_being_deleted_does_not_count() -> None:
+    world = World(new_run())
+    world.step()
+    deleting = job("a", complete=True)
+    world.jobs["a"] = JobView(**{**deleting.__dict__, "deleting": True})
+    world.step()
+    assert world.phases()["a"] == "Failed", "its Job is going away without having been seen to finish"
+
+
+@pytest.mark.parametrize(
+    ("change", "phase", "reason"),
+    [({"cancel": True}, "Cancelled", Reason.CANCELLED), ({"timeoutSeconds": 1}, "Failed", Reason.TIMEOUT)],
+)
+def test_restart_between_deleting_jobs_and_writing_status_keeps_the_reason(
+    change: dict[str, Any], phase: str, reason: str
+) -> None:
+    """The operator deleted the running Jobs for a cancel or timeout and died before writing status."""
+    world = World(new_run())
+    world.step()
+    world.run["spec"].update(change)
+    world.now = NOW + timedelta(seconds=5)
+    del world.jobs["a"]
+    actions = world.step()
+    assert actions.status["phase"] == phase
+    assert actions.status["conditions"][0]["reason"] == reason
+    assert not any("disappeared" in (s.get("message") or "") for s in actions.status["steps"].values())
+
+
+def test_a_job_the_api_server_refuses_fails_its_step_with_the_reason() -> None:
+    world = World(new_run())
+    world.step()
+    del world.jobs["a"]
+    actions = reconcile(
+        Inputs(
+            run=world.run,
+            pipeline=world.pipeline,
+            observed=Observed(
+                rejected={"a": 'pods "x" is forbidden: no PriorityClass with name orchest-interactive'}
+            ),
+            now=NOW,
+            options=OPTIONS,
+        )
+    )
+    step = actions.status["steps"]["a"]
+    assert (
+        step["phase"] == "Failed"
+        and "refused its Job" in step["message"]
+        and "PriorityClass" in step["message"]
+    )
+    assert actions.status["phase"] == "Failed"
+
+
+def test_observed_generation_follows_a_finished_run() -> None:
+    world = World(new_run())
+    world.step()
+    world.fail("a")
+    world.step()
+    world.run["metadata"]["generation"] = 2
+    assert world.step().status["observedGeneration"] == 2
+
+
+def test_steps_that_will_not_run_get_an_event_each() -> None:
+    world = World(new_run())
+    world.step()
+    world.fail("a")
+    actions = world.step()
+    assert {e.reason for e in actions.events} >= {"StepFailed", "StepSkipped"}
+    assert sum(1 for e in actions.events if e.reason == "StepSkipped") == 3
