@@ -1,37 +1,42 @@
 """Carries out the PipelineRun reconciler's decisions against the API.
 
-Every watch event about a run, its Jobs or its pods "pokes" the run. Pokes are coalesced: one worker per
-run reconciles while the run is dirty, so a burst of 200 pod events costs a handful of reconciles, not 200,
-and with no time-based batching a single event is acted on at once. Runs of one pipeline are admitted
-under a per-pipeline lock, so two runs never both pass a ``Queue`` check on stale data.
+Every watch event about a run, its Jobs or its pods "pokes" the run; pokes are coalesced per run
+(``coalesce.Coalescer``). What concerns a whole pipeline — admitting the next queued run, pruning the run
+history, the Pipeline's run summary — is a second coalesced worker per pipeline, retried until it succeeds,
+so a transient error can never strand a queue. Runs of one pipeline are admitted under a per-pipeline lock,
+so two runs never both pass a ``Queue`` check on stale data.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 import pykube
+import requests
 
 from orchest_operator import kube, metrics, naming, queue
 from orchest_operator.builders.job import JobOptions
-from orchest_operator.models import ConcurrencyPolicy, RunPhase
+from orchest_operator.coalesce import Coalescer
+from orchest_operator.models import ConcurrencyPolicy, PipelineRunStatus, RunPhase
 from orchest_operator.observe import JobView, PodView
 from orchest_operator.runs import Actions, Inputs, Observed, current_status, parse_time, reconcile
 
-log = logging.getLogger(__name__)
-
 RunKey = tuple[str, str]  # (namespace, run name)
+PipelineKey = tuple[str, str]  # (namespace, pipeline name)
 JobSource = Callable[[RunKey], Iterable[JobView]]
 PodSource = Callable[[RunKey], Iterable[PodView]]
-_RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 _CREATE_CONCURRENCY = 16
+# The API server refuses these for good (invalid, forbidden by admission): retrying cannot help, the
+# step fails with the server's message. A quota refusal (also 403) is retried: quota frees up.
+_PERMANENT = {400, 403, 422}
+_FOREIGN_RETRY_SECONDS = 2.0
 
 
 @dataclass
@@ -41,56 +46,48 @@ class RunController:
     jobs: JobSource
     pods: PodSource
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    _dirty: set[RunKey] = field(default_factory=set)
-    _workers: dict[RunKey, asyncio.Task[None]] = field(default_factory=dict)
-    _poked_at: dict[RunKey, float] = field(default_factory=dict)
+    _runs: Coalescer[RunKey] = field(init=False)
+    _pipelines: Coalescer[PipelineKey] = field(init=False)
     _in_flight: dict[RunKey, set[str]] = field(default_factory=dict)
-    _failures: dict[RunKey, int] = field(default_factory=dict)
-    _retries: dict[RunKey, asyncio.TimerHandle] = field(default_factory=dict)
-    _deadlines: dict[RunKey, asyncio.TimerHandle] = field(default_factory=dict)
-    _admission: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    _rejected: dict[RunKey, dict[str, str]] = field(default_factory=dict)
+    _blocked: dict[RunKey, dict[str, str]] = field(default_factory=dict)
+    _settled: set[RunKey] = field(default_factory=set)
+    _admission: dict[PipelineKey, asyncio.Lock] = field(default_factory=dict)
+    # Job creation gets threads of its own: ``asyncio.to_thread`` shares the loop's default pool, which
+    # has only cpu_count + 4 threads (6 on a 2-core pod), so a fan-out would create 6 Jobs at a time.
+    _creating: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(_CREATE_CONCURRENCY, thread_name_prefix="orchest-create")
+    )
+
+    def __post_init__(self) -> None:
+        self._runs = Coalescer(self._reconcile, "reconcile")
+        self._pipelines = Coalescer(self._sync_pipeline, "pipeline sync")
 
     def poke(self, namespace: str, name: str) -> None:
-        """Mark the run dirty; start its worker unless one is already running."""
-        key = (namespace, name)
-        self._poked_at.setdefault(key, time.perf_counter())
-        self._dirty.add(key)
-        if key not in self._workers:
-            self._workers[key] = asyncio.create_task(self._work(key), name=f"reconcile {namespace}/{name}")
+        """Mark the run dirty; its worker reconciles it as soon as it can."""
+        self._runs.poke((namespace, name))
+
+    def settled(self, namespace: str, name: str) -> bool:
+        """Whether this process already did everything a finished run needs (its events can be ignored)."""
+        return (namespace, name) in self._settled
+
+    def sync_pipeline(self, namespace: str, pipeline: str) -> None:
+        """Re-admit the pipeline's queue, prune its history and refresh its run summary (coalesced)."""
+        self._pipelines.poke((namespace, pipeline))
+
+    def run_deleted(self, namespace: str, name: str, pipeline: str) -> None:
+        """A deleted run frees its pipeline's slot as a finished one does."""
+        self._forget((namespace, name))
+        self.sync_pipeline(namespace, pipeline)
 
     def seen_job(self, namespace: str, run: str, job: str) -> None:
         """The Job index has caught up with a Job this process created."""
         self._in_flight.get((namespace, run), set()).discard(job)
 
     async def close(self) -> None:
-        for handle in [*self._retries.values(), *self._deadlines.values()]:
-            handle.cancel()
-        for task in list(self._workers.values()):
-            task.cancel()
-        await asyncio.gather(*self._workers.values(), return_exceptions=True)
-
-    async def _work(self, key: RunKey) -> None:
-        try:
-            while key in self._dirty:
-                self._dirty.discard(key)
-                poked = self._poked_at.pop(key, None)
-                try:
-                    await self._reconcile(key, poked)
-                    self._failures.pop(key, None)
-                except Exception as err:  # a failed reconcile is retried, never fatal
-                    attempt = self._failures.get(key, 0)
-                    self._failures[key] = attempt + 1
-                    delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
-                    log.warning("reconcile of %s/%s failed (%s); retrying in %.0fs", *key, err, delay)
-                    self._wake_later(self._retries, key, delay)
-        finally:
-            self._workers.pop(key, None)
-
-    def _wake_later(self, timers: dict[RunKey, asyncio.TimerHandle], key: RunKey, delay: float) -> None:
-        old = timers.pop(key, None)
-        if old is not None:
-            old.cancel()
-        timers[key] = asyncio.get_running_loop().call_later(max(delay, 0.0), self.poke, *key)
+        await self._runs.close()
+        await self._pipelines.close()
+        self._creating.shutdown(wait=False, cancel_futures=True)
 
     async def _reconcile(self, key: RunKey, poked: float | None) -> None:
         namespace, name = key
@@ -98,39 +95,46 @@ class RunController:
         if run is None:
             self._forget(key)
             return
-        status = current_status(run)
-        if status.phase.finished:
-            self._forget(key)
-            return
         pipeline_name = run["spec"]["pipelineRef"]["name"]
-        if status.start_time is None:
-            lock = self._admission.setdefault((namespace, pipeline_name), asyncio.Lock())
-            async with lock:
-                actions = await self._decide(run, key, status.snapshot is None)
+        if run["metadata"].get("deletionTimestamp"):
+            # Being deleted (e.g. in the foreground): its Jobs go with it; start nothing new.
+            self.run_deleted(namespace, name, pipeline_name)
+            return
+        status = current_status(run)
+        if status.phase.finished and key in self._settled:
+            return
+        if status.start_time is None and not status.phase.finished:
+            async with self._admission.setdefault((namespace, pipeline_name), asyncio.Lock()):
+                actions = await self._decide(run, key, status)
                 await self._apply(run, key, actions, poked)
         else:
-            actions = await self._decide(run, key, False)
+            actions = await self._decide(run, key, status)
             await self._apply(run, key, actions, poked)
-        if actions.phase is not status.phase:
-            await self._phase_changed(namespace, pipeline_name, actions.phase)
+        if actions.phase.finished:
+            if not status.phase.finished:
+                metrics.RUNS_FINISHED.labels(phase=actions.phase.value).inc()
+            self._forget(key)
+            self._settled.add(key)
+            self.sync_pipeline(namespace, pipeline_name)
+        elif actions.phase is not status.phase:
+            self.sync_pipeline(namespace, pipeline_name)
         if actions.phase is RunPhase.RUNNING:
             self._arm_deadline(key, run, actions.status)
 
-    async def _decide(self, run: dict[str, Any], key: RunKey, needs_pipeline: bool) -> Actions:
+    async def _decide(self, run: dict[str, Any], key: RunKey, status: PipelineRunStatus) -> Actions:
         namespace = key[0]
         spec = run["spec"]
         pipeline = earlier = None
-        if needs_pipeline or not (run.get("status") or {}).get("startTime"):
+        not_started = status.start_time is None and not status.phase.finished
+        if not_started:
             pipeline = await asyncio.to_thread(
                 kube.get, self.api, kube.Pipeline, namespace, spec["pipelineRef"]["name"]
             )
-        if needs_pipeline and spec.get("rerunOf"):
+        if status.snapshot is None and spec.get("rerunOf"):
             earlier = await asyncio.to_thread(
                 kube.get, self.api, kube.PipelineRun, namespace, spec["rerunOf"]
             )
-        admission = queue.Admission()
-        if not (run.get("status") or {}).get("startTime"):
-            admission = await self._admission_of(run, pipeline)
+        admission = await self._admission_of(run, pipeline, status) if not_started else queue.Admission()
         return reconcile(
             Inputs(
                 run=run,
@@ -139,6 +143,8 @@ class RunController:
                     jobs={j.step: j for j in self.jobs(key)},
                     pods=list(self.pods(key)),
                     in_flight=set(self._in_flight.get(key, ())),
+                    rejected=dict(self._rejected.get(key, {})),
+                    blocked=dict(self._blocked.get(key, {})),
                 ),
                 now=self.clock(),
                 options=self.options,
@@ -148,10 +154,17 @@ class RunController:
             )
         )
 
-    async def _admission_of(self, run: dict[str, Any], pipeline: dict[str, Any] | None) -> queue.Admission:
-        if pipeline is None:
-            return queue.Admission()
-        policy = (pipeline.get("spec") or {}).get("concurrencyPolicy", ConcurrencyPolicy.QUEUE)
+    async def _admission_of(
+        self, run: dict[str, Any], pipeline: dict[str, Any] | None, status: PipelineRunStatus
+    ) -> queue.Admission:
+        """The concurrency policy of the Pipeline, or of the run's snapshot when the Pipeline is gone: a
+        deleted (or re-synced) Pipeline must not let queued runs loose on the shared volume."""
+        if pipeline is not None:
+            policy = (pipeline.get("spec") or {}).get("concurrencyPolicy", ConcurrencyPolicy.QUEUE)
+        elif status.snapshot is not None:
+            policy = status.snapshot.pipeline.concurrency_policy
+        else:
+            return queue.Admission()  # no pipeline and no snapshot: the run fails as PipelineNotFound
         if policy == ConcurrencyPolicy.ALLOW:
             return queue.Admission()
         siblings = await self._runs_of(run["metadata"]["namespace"], run["spec"]["pipelineRef"]["name"])
@@ -161,18 +174,35 @@ class RunController:
         runs = await asyncio.to_thread(kube.list_objects, self.api, kube.PipelineRun, namespace)
         return [r for r in runs if r["spec"]["pipelineRef"]["name"] == pipeline]
 
+    async def _create(self, key: RunKey, manifest: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        step = manifest["metadata"]["labels"][naming.LABEL_STEP]
+        job = manifest["metadata"]["name"]
+        try:
+            await loop.run_in_executor(self._creating, kube.ensure, self.api, manifest)
+        except kube.ForeignObject:
+            # A run deleted and created again under the same name: its old Job still holds the name
+            # until the garbage collector removes it. Try again shortly; never adopt it.
+            message = f"waiting for the garbage collector to remove Job {job} of an earlier run of this name"
+            self._blocked.setdefault(key, {})[step] = message
+            self._in_flight.get(key, set()).discard(job)
+            self._runs.poke_later(key, _FOREIGN_RETRY_SECONDS)
+            return
+        except (pykube.exceptions.HTTPError, requests.HTTPError) as err:
+            message = str(err)
+            if kube.status_code(err) not in _PERMANENT or "exceeded quota" in message:
+                raise
+            self._rejected.setdefault(key, {})[step] = message
+            self._in_flight.get(key, set()).discard(job)
+            self.poke(*key)  # record the failure in the next pass
+            return
+        self._blocked.get(key, {}).pop(step, None)
+
     async def _apply(self, run: dict[str, Any], key: RunKey, actions: Actions, poked: float | None) -> None:
         namespace, name = key
         if actions.create:
-            in_flight = self._in_flight.setdefault(key, set())
-            in_flight.update(m["metadata"]["name"] for m in actions.create)
-            limit = asyncio.Semaphore(_CREATE_CONCURRENCY)
-
-            async def create(manifest: dict[str, Any]) -> None:
-                async with limit:
-                    await asyncio.to_thread(kube.ensure, self.api, manifest)
-
-            await asyncio.gather(*(create(m) for m in actions.create))
+            self._in_flight.setdefault(key, set()).update(m["metadata"]["name"] for m in actions.create)
+            await asyncio.gather(*(self._create(key, m) for m in actions.create))
             metrics.STEPS_STARTED.inc(len(actions.create))
             if poked is not None:
                 metrics.REACTION.observe(time.perf_counter() - poked)
@@ -180,10 +210,13 @@ class RunController:
             await asyncio.to_thread(kube.delete, self.api, pykube.Job, namespace, job)
         current = run.get("status") or {}
         if actions.status != current:
-            changed = {k: v for k, v in actions.status.items() if current.get(k) != v}
-            removed = {k: None for k in current if k not in actions.status}
             await asyncio.to_thread(
-                kube.patch_status, self.api, kube.PipelineRun, namespace, name, changed | removed
+                kube.patch_status,
+                self.api,
+                kube.PipelineRun,
+                namespace,
+                name,
+                merge_patch(current, actions.status),
             )
             finished_steps = sum(
                 1
@@ -196,38 +229,53 @@ class RunController:
             kopf.event(run, type=event.type, reason=event.reason, message=event.message)
 
     def _arm_deadline(self, key: RunKey, run: dict[str, Any], status: dict[str, Any]) -> None:
-        """Wake the run at its deadline, so the timeout holds even when no step reports anything."""
+        """Wake the run at its deadline, so the timeout holds even when no step reports anything. Every
+        pass re-arms it when no wake-up is pending, so an early wake-up (clock steps) cannot lose it."""
         seconds = run["spec"].get("timeoutSeconds")
         started = parse_time(status.get("startTime"))
-        if seconds and started is not None and key not in self._deadlines:
+        if seconds and started is not None and not self._runs.has_wakeup(key):
             remaining = (started - self.clock()).total_seconds() + seconds
-            self._wake_later(self._deadlines, key, remaining + 0.05)
+            self._runs.poke_later(key, remaining + 0.05)
 
-    async def _phase_changed(self, namespace: str, pipeline: str, phase: RunPhase) -> None:
-        """Keep the Pipeline's run summary current; a finished run frees the queue and trims history."""
-        runs = await self._runs_of(namespace, pipeline)
-        pipeline_obj = await asyncio.to_thread(kube.get, self.api, kube.Pipeline, namespace, pipeline)
-        if phase.finished:
-            metrics.RUNS_FINISHED.labels(phase=phase.value).inc()
-            for other in runs:
-                if not (other.get("status") or {}).get("startTime"):
-                    self.poke(namespace, other["metadata"]["name"])
-            if pipeline_obj is not None:
-                limit = (pipeline_obj.get("spec") or {}).get("runHistoryLimit", 10)
-                for old in queue.to_prune(runs, limit):
-                    await asyncio.to_thread(kube.delete, self.api, kube.PipelineRun, namespace, old)
-                    runs = [r for r in runs if r["metadata"]["name"] != old]
-        if pipeline_obj is not None:  # runs of a deleted pipeline are the user's to keep
-            summary = queue.pipeline_summary(runs)
+    async def _sync_pipeline(self, key: PipelineKey, _poked: float | None) -> None:
+        namespace, pipeline = key
+        async with self._admission.setdefault(key, asyncio.Lock()):
+            runs = await self._runs_of(namespace, pipeline)
+            pipeline_obj = await asyncio.to_thread(kube.get, self.api, kube.Pipeline, namespace, pipeline)
+        for other in runs:
+            if not (other.get("status") or {}).get("startTime"):
+                self.poke(namespace, other["metadata"]["name"])
+        if pipeline_obj is None:
+            return  # runs of a deleted pipeline are the user's to keep
+        limit = (pipeline_obj.get("spec") or {}).get("runHistoryLimit", 10)
+        for old in queue.to_prune(runs, limit):
+            await asyncio.to_thread(kube.delete, self.api, kube.PipelineRun, namespace, old)
+            runs = [r for r in runs if r["metadata"]["name"] != old]
+        summary = queue.pipeline_summary(runs)
+        summary["observedGeneration"] = pipeline_obj["metadata"].get("generation")
+        current = pipeline_obj.get("status") or {}
+        if any(current.get(k) != v for k, v in summary.items()):
             await asyncio.to_thread(kube.patch_status, self.api, kube.Pipeline, namespace, pipeline, summary)
 
     def _forget(self, key: RunKey) -> None:
         self._in_flight.pop(key, None)
-        self._failures.pop(key, None)
-        for timers in (self._retries, self._deadlines):
-            handle = timers.pop(key, None)
-            if handle is not None:
-                handle.cancel()
+        self._rejected.pop(key, None)
+        self._blocked.pop(key, None)
+        self._settled.discard(key)
+        self._runs.forget(key)
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The smallest JSON merge patch (RFC 7386) from ``old`` to ``new``: maps are diffed key by key, so a
+    step that changed costs its own entry, not the whole ``steps`` map (a 1000-step run's status is about
+    200 KB); ``None`` removes a key; lists and scalars are sent whole."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if key not in old or before != value:
+            both_maps = isinstance(before, dict) and isinstance(value, dict)
+            patch[key] = merge_patch(before, value) if both_maps else value
+    return patch
 
 
 def index_key(namespace: str, body: dict[str, Any]) -> RunKey | None:

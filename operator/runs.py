@@ -69,6 +69,9 @@ class Observed:
     """Names of Jobs this process created that the index has not shown yet."""
     rejected: Mapping[str, str] = field(default_factory=dict)
     """Step name → why the API server refused its Job for good (quota aside): the step fails with it."""
+    blocked: Mapping[str, str] = field(default_factory=dict)
+    """Step name → why its Job could not be created yet (its name is still held by a deleted run's Job):
+    the step is started again on the next pass instead of being taken for lost."""
 
 
 @dataclass
@@ -213,7 +216,9 @@ def _observe(
             updated[name] = rec
             continue
         seen = observe_step(jobs.get(name), pods_by_step.get(name, ()))
-        if name in observed.rejected and seen is None:
+        if name in observed.blocked and seen is None:
+            new = rec.model_copy(update={"phase": StepPhase.PENDING, "message": observed.blocked[name]})
+        elif name in observed.rejected and seen is None:
             message = f"the API server refused its Job: {observed.rejected[name]}"
             new = rec.model_copy(update={"phase": StepPhase.FAILED, "message": message})
             events.append(Event("Warning", "StepFailed", f"step {name}: {message}"))
@@ -344,10 +349,16 @@ def reconcile(inputs: Inputs) -> Actions:
             options=inputs.options,
         )
         actions.create.append(manifest)
+        retried = name in inputs.observed.blocked
         steps[name] = StepStatus(
-            phase=StepPhase.RUNNING, job_name=manifest["metadata"]["name"], start_time=now, attempts=1
+            phase=StepPhase.RUNNING,
+            job_name=manifest["metadata"]["name"],
+            start_time=steps[name].start_time if retried else now,
+            attempts=1,
+            message=inputs.observed.blocked.get(name),
         )
-        actions.events.append(Event("Normal", "StepStarted", f"step {name} started"))
+        if not retried:
+            actions.events.append(Event("Normal", "StepStarted", f"step {name} started"))
     status.steps = steps
     status.progress = progress({n: s.phase for n, s in steps.items()})
     _set_condition(status, decision.phase, decision.reason, decision.message, now)

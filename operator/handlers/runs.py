@@ -42,10 +42,13 @@ def _bound(run_jobs: kopf.Index[Any, JobView], run_pods: kopf.Index[Any, PodView
 # Handlers are async on purpose: they only poke the controller, on the event loop, without a thread hop.
 @kopf.on.event("orchest.io", "v1alpha1", "pipelineruns")
 async def run_event(
-    namespace: str, name: str, type: str | None, run_jobs: Any, run_pods: Any, **_: Any
+    namespace: str, name: str, type: str | None, body: kopf.Body, run_jobs: Any, run_pods: Any, **_: Any
 ) -> None:
-    if type != "DELETED":
-        _bound(run_jobs, run_pods).poke(namespace, name)
+    ctl = _bound(run_jobs, run_pods)
+    if type == "DELETED":
+        ctl.run_deleted(namespace, name, body["spec"]["pipelineRef"]["name"])
+    elif not ctl.settled(namespace, name):
+        ctl.poke(namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
