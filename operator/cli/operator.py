@@ -19,7 +19,9 @@ def register(sub: Any) -> None:
         action="store_true",
         help="do not coordinate with other replicas (kopf peering); run exactly one replica then",
     )
-    parser.add_argument("--liveness", metavar="URL", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument(
+        "--liveness", metavar="URL", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
     parser.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on port N")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every reaction")
     parser.set_defaults(handler=run)

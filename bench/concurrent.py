@@ -1,0 +1,133 @@
+"""Concurrent runs: R runs of a ten-step diamond-ish pipeline at once (``concurrencyPolicy: Allow``),
+against one run of it alone; the operator's memory and CPU time while it drives them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench.operator_process import ProcessStats
+from bench.recorder import Recorder
+from bench.report import Ratio, Result, percentile, requests_per_step
+from bench.target import Arena
+from bench.workloads import PIPELINES, RUNS, diamondish, pipeline, run, step_file
+
+TIMEOUT = 900.0
+MB = 1024 * 1024
+SAMPLE_EVERY = 0.5
+
+
+def _finished(recorder: Recorder, names: list[str]) -> bool:
+    return all((n, "Succeeded") in recorder.run_phase or (n, "Failed") in recorder.run_phase for n in names)
+
+
+async def _runs(arena: Arena, recorder: Recorder, names: list[str]) -> list[float]:
+    """Create the runs at once; each one's wall time from its own create request to Succeeded."""
+    api, ns = arena.client("setup"), arena.namespace
+    sent: dict[str, float] = {}
+
+    async def create(name: str) -> None:
+        sent[name] = time.perf_counter()
+        await api.create(RUNS, run(name, ns, "diamond"))
+
+    await asyncio.gather(*(create(n) for n in names))
+    await recorder.wait(lambda: _finished(recorder, names), TIMEOUT, f"{len(names)} run(s) finished")
+    failed = [n for n in names if (n, "Succeeded") not in recorder.run_phase]
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} run(s) failed, e.g. {failed[0]}: {recorder.run_reason.get(failed[0])}"
+        )
+    return [recorder.run_phase[(n, "Succeeded")] - sent[n] for n in names]
+
+
+class Usage:
+    """Samples the operator's memory and CPU time while runs go, for the peak a scrape alone would miss
+    (on a cluster the metrics endpoint shows only the current RSS; locally ``VmHWM`` is exact)."""
+
+    def __init__(self, arena: Arena) -> None:
+        self.arena = arena
+        self.peak_rss = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def now(self) -> ProcessStats | None:
+        stats = await self.arena.operator_stats()
+        if stats is not None:
+            self.peak_rss = max(self.peak_rss, stats.peak_rss_bytes, stats.rss_bytes)
+        return stats
+
+    async def _sample(self) -> None:
+        while True:
+            await self.now()
+            await asyncio.sleep(SAMPLE_EVERY)
+
+    async def __aenter__(self) -> Usage:
+        self._task = asyncio.create_task(self._sample(), name="operator usage")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def _mb(stats: ProcessStats | None) -> float | None:
+    return None if stats is None else stats.rss_bytes / MB
+
+
+async def bench_concurrent(arena: Arena, runs: int, seconds: float, job_complete_delay: float) -> Result:
+    result = Result(
+        "concurrent",
+        {
+            "runs": runs,
+            "steps_per_run": 10,
+            "step_seconds": seconds,
+            "job_complete_delay_s": job_complete_delay,
+        },
+    )
+    api, ns = arena.client("setup"), arena.namespace
+    await api.create(PIPELINES, pipeline("diamond", ns, diamondish(step_file(seconds)), arena.image))
+    async with (
+        Recorder(arena.client("recorder"), ns) as recorder,
+        arena.kubelet(seconds, job_complete_delay),
+        Usage(arena) as usage,
+    ):
+        idle = await usage.now()
+        [alone] = await _runs(arena, recorder, ["alone"])
+        before = await usage.now()
+        counts_before = arena.requests()
+        walls = await _runs(arena, recorder, [f"r{i}" for i in range(runs)])
+        counts_after = arena.requests()
+        after = await usage.now()
+    counts = None if counts_before is None or counts_after is None else counts_after - counts_before
+    cpu = None if after is None or before is None else after.cpu_seconds - before.cpu_seconds
+    result.measurements = {
+        "alone": {"wall_s": alone},
+        "concurrent": {
+            "slowest_wall_s": max(walls),
+            "median_wall_s": percentile(walls, 50),
+            "fastest_wall_s": min(walls),
+        },
+        "operator": {
+            "idle_rss_mb": _mb(idle),
+            "peak_rss_mb": usage.peak_rss / MB if usage.peak_rss else None,
+            "rss_after_mb": _mb(after),
+            "cpu_s_concurrent": cpu,
+            "cpu_ms_per_step": None if cpu is None else 1000 * cpu / (runs * 10),
+            "requests_per_step": requests_per_step(counts, runs * 10),
+        },
+    }
+    result.ratios += [
+        Ratio("slowest/alone", "concurrent.slowest_wall_s", "alone.wall_s", "<= 1.2"),
+        Ratio("median/alone", "concurrent.median_wall_s", "alone.wall_s"),
+        Ratio("peak_rss/idle_rss", "operator.peak_rss_mb", "operator.idle_rss_mb"),
+    ]
+    result.notes += [
+        "wall: each run's create request -> run seen Succeeded; all R runs are created at once",
+        "peak_rss_mb: the operator process's high-water mark (VmHWM, since it started) when it is the "
+        "benchmark's subprocess, else the largest RSS its metrics showed (sampled every 0.5 s); target: "
+        "<= 200 MB at 100 runs (--size 100)",
+        "emulated: the API server, the fake kubelet and this benchmark share one process (one core), so "
+        "at large R the slowest run also measures them",
+    ]
+    return result
