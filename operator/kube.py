@@ -53,9 +53,16 @@ def client() -> pykube.HTTPClient:
     return _client_for(os.environ.get("KUBECONFIG"))
 
 
+# Enough pooled connections for the controller's Job-creating threads plus the handlers' own calls;
+# requests' default of 10 makes a 200-Job fan-out open and drop connections.
+POOL_SIZE = 32
+
+
 @functools.cache
 def _client_for(kubeconfig: str | None) -> pykube.HTTPClient:
-    return pykube.HTTPClient(pykube.KubeConfig.from_env(), timeout=30)
+    config = pykube.KubeConfig.from_env()
+    adapter = pykube.http.KubernetesHTTPAdapter(config, pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
+    return pykube.HTTPClient(config, timeout=30, http_adapter=adapter)
 
 
 def kind_of(manifest: dict[str, Any]) -> type[APIObject]:

@@ -4,10 +4,12 @@ current kubeconfig (or the in-cluster service account)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -17,7 +19,26 @@ from orchest_operator.dag import Dag, PlanError
 from orchest_operator.models import API_VERSION, PipelineRunStatus, Priority, RunPhase
 from orchest_operator.pipelinefile import load
 from orchest_operator.progress import reporter_for
-from orchest_operator.remote import Cluster, RemoteError
+
+if TYPE_CHECKING:  # the kubernetes client takes a second to import: only the cluster commands pay it
+    from orchest_operator.remote import Cluster
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _cluster_command(handler: Handler) -> Handler:
+    """Turn the cluster's errors (not found, forbidden, unreachable) into one line and exit code 1."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from orchest_operator.remote import RemoteError
+
+        try:
+            return handler(args)
+        except RemoteError as err:
+            raise CliError(str(err)) from None
+
+    return run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,12 +90,12 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _connect(args: argparse.Namespace) -> Cluster:
-    try:
-        return Cluster.connect(args.namespace, args.kubeconfig)
-    except RemoteError as err:
-        raise CliError(str(err)) from None
+    from orchest_operator.remote import Cluster
+
+    return Cluster.connect(args.namespace, args.kubeconfig)
 
 
+@_cluster_command
 def handle_submit(args: argparse.Namespace) -> int:
     loaded = load(args.pipeline, check_files=False)
     if not loaded.ok or loaded.document is None:
@@ -101,11 +122,8 @@ def handle_submit(args: argparse.Namespace) -> int:
     body["spec"] = document.spec.wire()
     meta = {"name": args.name} if args.name else {"generateName": f"{document.metadata.name}-"}
     run = {"apiVersion": API_VERSION, "kind": "PipelineRun", "metadata": meta, "spec": spec}
-    try:
-        cluster.apply_pipeline(body)
-        created = cluster.create("pipelineruns", run)
-    except RemoteError as err:
-        raise CliError(str(err)) from None
+    cluster.apply_pipeline(body)
+    created = cluster.create("pipelineruns", run)
     name = created["metadata"]["name"]
     print(f"pipelinerun {name} created in namespace {cluster.namespace}", flush=True)
     return _watch(cluster, name) if args.watch else 0
@@ -117,8 +135,6 @@ def _watch(cluster: Cluster, name: str) -> int:
     try:
         for status in cluster.watch_run(name):
             reporter.update(status)
-    except RemoteError as err:
-        raise CliError(str(err)) from None
     finally:
         reporter.close(status)
     condition = next((c for c in status.conditions if c.type == "Succeeded"), None)
@@ -127,12 +143,10 @@ def _watch(cluster: Cluster, name: str) -> int:
     return 0 if status.phase is RunPhase.SUCCEEDED else 1
 
 
+@_cluster_command
 def handle_status(args: argparse.Namespace) -> int:
     cluster = _connect(args)
-    try:
-        run = cluster.get("pipelineruns", args.run)
-    except RemoteError as err:
-        raise CliError(str(err)) from None
+    run = cluster.get("pipelineruns", args.run)
     if args.output == "json":
         print(json.dumps(run, indent=2))
         return 0
@@ -170,13 +184,11 @@ def _status_text(run: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@_cluster_command
 def handle_logs(args: argparse.Namespace) -> int:
     cluster = _connect(args)
-    try:
-        run = cluster.get("pipelineruns", args.run)
-        pods = cluster.step_pods(args.run, args.step)
-    except RemoteError as err:
-        raise CliError(str(err)) from None
+    run = cluster.get("pipelineruns", args.run)
+    pods = cluster.step_pods(args.run, args.step)
     if not pods:
         which = f"step {args.step!r} of run {args.run!r}" if args.step else f"run {args.run!r}"
         raise CliError(f"no pods for {which} (yet): steps that have not started have no logs")
@@ -187,45 +199,38 @@ def handle_logs(args: argparse.Namespace) -> int:
     steps = [s for s in order if s in latest]
     if args.follow and len(steps) != 1:
         raise CliError("--follow streams one step: name it, e.g. orchest logs RUN STEP -f", 2)
-    try:
-        for step in steps:
-            for line in cluster.logs(latest[step].metadata.name, follow=args.follow):
-                print(f"[{step}] {line}" if len(steps) > 1 else line, flush=args.follow)
-    except RemoteError as err:
-        raise CliError(str(err)) from None
+    for step in steps:
+        for line in cluster.logs(latest[step].metadata.name, follow=args.follow):
+            print(f"[{step}] {line}" if len(steps) > 1 else line, flush=args.follow)
     return 0
 
 
+@_cluster_command
 def handle_cancel(args: argparse.Namespace) -> int:
     cluster = _connect(args)
-    try:
-        cluster.patch_run(args.run, {"spec": {"cancel": True}})
-    except RemoteError as err:
-        raise CliError(str(err)) from None
+    cluster.patch_run(args.run, {"spec": {"cancel": True}})
     print(f"pipelinerun {args.run} cancel requested")
     return 0
 
 
+@_cluster_command
 def handle_rerun(args: argparse.Namespace) -> int:
     cluster = _connect(args)
-    try:
-        earlier = cluster.get("pipelineruns", args.run)
-        phase = RunPhase((earlier.get("status") or {}).get("phase", RunPhase.PENDING))
-        if not phase.finished:
-            raise CliError(f"run {args.run!r} is still {phase.value}; rerun it once it has finished")
-        spec = {"pipelineRef": earlier["spec"]["pipelineRef"], "rerunOf": args.run}
-        for key in ("parameters", "parallelism", "failurePolicy", "priority", "timeoutSeconds"):
-            if key in earlier["spec"]:
-                spec[key] = earlier["spec"][key]
-        body = {
-            "apiVersion": API_VERSION,
-            "kind": "PipelineRun",
-            "metadata": {"generateName": f"{earlier['spec']['pipelineRef']['name']}-"},
-            "spec": spec,
-        }
-        created = cluster.create("pipelineruns", body)
-    except RemoteError as err:
-        raise CliError(str(err)) from None
+    earlier = cluster.get("pipelineruns", args.run)
+    phase = RunPhase((earlier.get("status") or {}).get("phase", RunPhase.PENDING))
+    if not phase.finished:
+        raise CliError(f"run {args.run!r} is still {phase.value}; rerun it once it has finished")
+    spec = {"pipelineRef": earlier["spec"]["pipelineRef"], "rerunOf": args.run}
+    for key in ("parameters", "parallelism", "failurePolicy", "priority", "timeoutSeconds"):
+        if key in earlier["spec"]:
+            spec[key] = earlier["spec"][key]
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": "PipelineRun",
+        "metadata": {"generateName": f"{earlier['spec']['pipelineRef']['name']}-"},
+        "spec": spec,
+    }
+    created = cluster.create("pipelineruns", body)
     name = created["metadata"]["name"]
     print(f"pipelinerun {name} created to rerun {args.run}", flush=True)
     return _watch(cluster, name) if args.watch else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 from typing import Any
 
 
@@ -33,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
 
     importlib.import_module("orchest_operator.handlers")  # registers every handler with kopf
     kopf.configure(verbose=args.verbose)
+    if not args.verbose:
+        # kopf logs every handler call at INFO: a line per pod event. Keep warnings and errors; the
+        # run-level story is in Events and the runs' status.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port)
     kopf.run(
