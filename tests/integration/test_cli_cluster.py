@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.test_run_operator import OPERATOR, step_of
+from tests.integration.test_run_operator import OPERATOR, finished, status, step_of
 from tests.support.cluster import Cluster
 from tests.support.kubelet import Outcome
 from tests.support.waiting import wait_for
@@ -64,10 +64,6 @@ async def orchest(*argv: str) -> Result:
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return Result(process.returncode, out.decode(), err.decode())
-
-
-def status_in(cluster: Cluster, name: str) -> dict[str, Any]:
-    return (cluster.peek("orchest.io/v1alpha1/pipelineruns", name, NS) or {}).get("status") or {}
 
 
 async def test_submit_watch_runs_the_pipeline_and_exits_zero(
@@ -121,19 +117,14 @@ async def test_cancel_and_status_output_formats(
     await operator(OPERATOR)
     await fake_kubelet(run_time=60, job_complete_delay=0.05)
     assert (await orchest("submit", str(pipeline_file), "--name", "r1")).code == 0
-    await wait_for(lambda: status_in(cluster, "r1").get("phase") == "Running", timeout=10)
+    await wait_for(lambda: status(cluster, "r1", NS).get("phase") == "Running", timeout=10)
     cancelled = await orchest("cancel", "r1")
     assert cancelled.code == 0 and "cancel requested" in cancelled.out
-    assert await wait_for(lambda: finished_in(cluster, "r1"), timeout=10) == "Cancelled"
+    assert await wait_for(lambda: finished(cluster, "r1", NS), timeout=10) == "Cancelled"
     shown = await orchest("status", "r1", "-o", "json")
     assert shown.code == 0 and json.loads(shown.out)["status"]["phase"] == "Cancelled"
     shown = await orchest("status", "r1", "-o", "yaml")
     assert yaml.safe_load(shown.out)["status"]["phase"] == "Cancelled"
-
-
-def finished_in(cluster: Cluster, name: str) -> str | None:
-    phase = status_in(cluster, name).get("phase")
-    return phase if phase in ("Succeeded", "Failed", "Cancelled") else None
 
 
 @pytest.mark.parametrize(
@@ -158,7 +149,7 @@ async def test_rerun_of_an_active_run_is_refused(
     await operator(OPERATOR)
     await fake_kubelet(run_time=60, job_complete_delay=0.05)
     assert (await orchest("submit", str(pipeline_file), "--name", "r1")).code == 0
-    await wait_for(lambda: status_in(cluster, "r1").get("phase") == "Running", timeout=10)
+    await wait_for(lambda: status(cluster, "r1", NS).get("phase") == "Running", timeout=10)
     refused = await orchest("rerun", "r1")
     assert refused.code == 1 and "still Running; rerun it once it has finished" in refused.err
 

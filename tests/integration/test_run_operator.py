@@ -50,12 +50,12 @@ def run(name: str = "r1", pipeline_name: str = "p", **spec: Any) -> dict[str, An
     }
 
 
-def status(cluster: Cluster, name: str = "r1") -> dict[str, Any]:
-    return (cluster.peek("orchest.io/v1alpha1/pipelineruns", name, NS) or {}).get("status") or {}
+def status(cluster: Cluster, name: str = "r1", namespace: str = NS) -> dict[str, Any]:
+    return (cluster.peek("orchest.io/v1alpha1/pipelineruns", name, namespace) or {}).get("status") or {}
 
 
-def finished(cluster: Cluster, name: str = "r1") -> Any:
-    phase = status(cluster, name).get("phase")
+def finished(cluster: Cluster, name: str = "r1", namespace: str = NS) -> Any:
+    phase = status(cluster, name, namespace).get("phase")
     return phase if phase in ("Succeeded", "Failed", "Cancelled") else None
 
 
