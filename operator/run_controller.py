@@ -80,10 +80,6 @@ class RunController:
         self._forget((namespace, name))
         self.sync_pipeline(namespace, pipeline)
 
-    def seen_job(self, namespace: str, run: str, job: str) -> None:
-        """The Job index has caught up with a Job this process created."""
-        self._in_flight.get((namespace, run), set()).discard(job)
-
     async def close(self) -> None:
         await self._runs.close()
         await self._pipelines.close()
@@ -135,14 +131,20 @@ class RunController:
                 kube.get, self.api, kube.PipelineRun, namespace, spec["rerunOf"]
             )
         admission = await self._admission_of(run, pipeline, status) if not_started else queue.Admission()
+        jobs = list(self.jobs(key))
+        # A created Job stops being "in flight" once the index shows it as this run's: by uid, since a
+        # deleted run's Job of the same name may still come and go in the watch stream.
+        uid = run["metadata"].get("uid")
+        in_flight = self._in_flight.get(key, set())
+        in_flight -= {j.name for j in jobs if j.owner_uid == uid and not j.deleting}
         return reconcile(
             Inputs(
                 run=run,
                 pipeline=pipeline,
                 observed=Observed(
-                    jobs={j.step: j for j in self.jobs(key)},
+                    jobs={j.step: j for j in jobs},
                     pods=list(self.pods(key)),
-                    in_flight=set(self._in_flight.get(key, ())),
+                    in_flight=set(in_flight),
                     rejected=dict(self._rejected.get(key, {})),
                     blocked=dict(self._blocked.get(key, {})),
                 ),

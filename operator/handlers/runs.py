@@ -52,14 +52,10 @@ async def run_event(
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
-async def job_event(
-    namespace: str, name: str, body: kopf.Body, run_jobs: Any, run_pods: Any, **_: Any
-) -> None:
+async def job_event(namespace: str, body: kopf.Body, run_jobs: Any, run_pods: Any, **_: Any) -> None:
     key = index_key(namespace, body)
     if key:
-        ctl = _bound(run_jobs, run_pods)
-        ctl.seen_job(*key, name)
-        ctl.poke(*key)
+        _bound(run_jobs, run_pods).poke(*key)
 
 
 @kopf.on.event("", "v1", "pods", labels=OURS)

@@ -74,7 +74,8 @@ async def test_a_recreated_run_of_the_same_name_runs_its_steps_again(
     await wait_for(waiting, timeout=10)
     assert finished(cluster, "r1") is None, "the old run's Job must not count for the new run"
     await kubelet.collect_garbage()  # the old Job goes; the new run's create is retried and succeeds
-    assert await wait_for(lambda: finished(cluster, "r1"), timeout=15) == "Succeeded"
+    outcome = await wait_for(lambda: finished(cluster, "r1"), timeout=15)
+    assert outcome == "Succeeded", status(cluster, "r1")
     assert len(executed) == 2, f"the new r1 'succeeded' without running its step (executions: {executed})"
 
 

@@ -116,7 +116,8 @@ def test_labels_annotations_and_owner() -> None:
         "1234",
         True,
     )
-    assert job["metadata"]["name"] == "nightly-1-load"
+    assert job["metadata"]["name"] == naming.job_name("nightly-1", "load")
+    assert job["metadata"]["name"].startswith("nightly-1-load-")
 
 
 def test_long_names_are_hashed_within_limits() -> None:
