@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from orchest_operator.builders.job import JobOptions, step_job
 from orchest_operator.dag import Dag, PlanError
@@ -30,6 +30,7 @@ from orchest_operator.models import (
     StepStatus,
 )
 from orchest_operator.observe import JobView, PodView, observe_step
+from orchest_operator.pipelinefile import schema_problems
 
 
 def timestamp(moment: datetime) -> str:
@@ -120,6 +121,11 @@ def _set_condition(status: PipelineRunStatus, phase: RunPhase, reason: str, mess
         status.completion_time = now
 
 
+def _spec_problems(err: ValidationError, model: type[BaseModel]) -> str:
+    """The same readable ``field.path: problem`` lines ``orchest validate`` prints, under ``spec.``."""
+    return "; ".join(f"spec.{line}" for line in schema_problems(err, model))
+
+
 def _finish_early(
     status: PipelineRunStatus, generation: int | None, reason: str, message: str, now: str
 ) -> Actions:
@@ -162,10 +168,9 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
         try:
             pipeline = PipelineSpec.model_validate(inputs.pipeline.get("spec") or {})
         except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False)
+            return _finish_early(
+                status, generation, Reason.INVALID_PIPELINE, _spec_problems(err, PipelineSpec), now
             )
-            return _finish_early(status, generation, Reason.INVALID_PIPELINE, problems, now)
         selected = []
     try:
         dag = Dag.of(pipeline)
@@ -262,10 +267,7 @@ def reconcile(inputs: Inputs) -> Actions:
     try:
         spec = PipelineRunSpec.model_validate(run.get("spec") or {})
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False)
-        )
-        return _finish_early(status, generation, "InvalidRun", problems, now)
+        return _finish_early(status, generation, "InvalidRun", _spec_problems(err, PipelineRunSpec), now)
 
     events: list[Event] = []
     if status.snapshot is None:

@@ -330,7 +330,12 @@ def test_forbidden_run_fails_at_once() -> None:
             Reason.INVALID_PIPELINE,
             "dependency cycle: a -> b -> a",
         ),
-        (pipeline(steps=[{"name": "A_b", "file": "a.txt"}]), {}, Reason.INVALID_PIPELINE, "steps.0.name"),
+        (
+            pipeline(steps=[{"name": "A_b", "file": "a.txt"}]),
+            {},
+            Reason.INVALID_PIPELINE,
+            "spec.steps[0].name: ",
+        ),
         (
             pipeline(),
             {"selection": {"mode": "Selected", "steps": ["nope"]}},
