@@ -24,6 +24,7 @@ import requests
 from orchest_operator import kube, metrics, naming, queue
 from orchest_operator.builders.job import JobOptions
 from orchest_operator.coalesce import Coalescer
+from orchest_operator.dag import Dag
 from orchest_operator.models import ConcurrencyPolicy, PipelineRunStatus, RunPhase
 from orchest_operator.observe import JobView, PodView
 from orchest_operator.runs import Actions, Inputs, Observed, current_status, parse_time, reconcile
@@ -52,6 +53,8 @@ class RunController:
     _rejected: dict[RunKey, dict[str, str]] = field(default_factory=dict)
     _blocked: dict[RunKey, dict[str, str]] = field(default_factory=dict)
     _settled: set[RunKey] = field(default_factory=set)
+    _dags: dict[RunKey, tuple[str, Dag]] = field(default_factory=dict)
+    """The DAG of each active run's snapshot, by run uid (a run recreated under the same name is another)."""
     _admission: dict[PipelineKey, asyncio.Lock] = field(default_factory=dict)
     # Job creation gets threads of its own: ``asyncio.to_thread`` shares the loop's default pool, which
     # has only cpu_count + 4 threads (6 on a 2-core pod), so a fan-out would create 6 Jobs at a time.
@@ -131,13 +134,14 @@ class RunController:
                 kube.get, self.api, kube.PipelineRun, namespace, spec["rerunOf"]
             )
         admission = await self._admission_of(run, pipeline, status) if not_started else queue.Admission()
+        cached = self._dags.get(key)
         jobs = list(self.jobs(key))
         # A created Job stops being "in flight" once the index shows it as this run's: by uid, since a
         # deleted run's Job of the same name may still come and go in the watch stream.
         uid = run["metadata"].get("uid")
         in_flight = self._in_flight.get(key, set())
         in_flight -= {j.name for j in jobs if j.owner_uid == uid and not j.deleting}
-        return reconcile(
+        actions = reconcile(
             Inputs(
                 run=run,
                 pipeline=pipeline,
@@ -153,8 +157,12 @@ class RunController:
                 earlier=earlier,
                 waiting_for=admission.waiting_for,
                 forbidden_by=admission.forbidden_by,
+                dag=cached[1] if cached and cached[0] == uid else None,
             )
         )
+        if actions.dag is not None and uid:
+            self._dags[key] = (uid, actions.dag)
+        return actions
 
     async def _admission_of(
         self, run: dict[str, Any], pipeline: dict[str, Any] | None, status: PipelineRunStatus
@@ -263,6 +271,7 @@ class RunController:
         self._in_flight.pop(key, None)
         self._rejected.pop(key, None)
         self._blocked.pop(key, None)
+        self._dags.pop(key, None)
         self._settled.discard(key)
         self._runs.forget(key)
 

@@ -518,3 +518,22 @@ def test_steps_that_will_not_run_get_an_event_each() -> None:
     actions = world.step()
     assert {e.reason for e in actions.events} >= {"StepFailed", "StepSkipped"}
     assert sum(1 for e in actions.events if e.reason == "StepSkipped") == 3
+
+
+def test_the_dag_is_handed_back_and_reused() -> None:
+    world = World(new_run())
+    first = world.step()
+    assert first.dag is not None and first.dag.order == ("a", "b", "c", "d")
+    world.succeed("a")
+    again = reconcile(
+        Inputs(
+            run=world.run,
+            pipeline=None,
+            observed=Observed(jobs=dict(world.jobs), pods=list(world.pods)),
+            now=NOW,
+            options=OPTIONS,
+            dag=first.dag,
+        )
+    )
+    assert again.dag is first.dag
+    assert sorted(m["metadata"]["labels"]["orchest.io/step"] for m in again.create) == ["b", "c"]
