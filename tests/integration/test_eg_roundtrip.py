@@ -193,31 +193,62 @@ def running(tmp_path: Path) -> Iterator[Running]:
         eg.stop()
 
 
-def execute(ws: websocket.WebSocket, code: str) -> str:
-    """Send an execute_request on the shell channel; collect stdout until the kernel is idle again."""
+def _request(ws: websocket.WebSocket, msg_type: str, content: dict[str, object]) -> str:
     msg_id = uuid.uuid4().hex
-    ws.send(
-        json.dumps(
-            {
-                "header": {
-                    "msg_id": msg_id,
-                    "msg_type": "execute_request",
-                    "username": "test",
-                    "session": uuid.uuid4().hex,
-                    "version": "5.3",
-                    "date": "",
-                },
-                "parent_header": {},
-                "metadata": {},
-                "content": {"code": code, "silent": False, "store_history": False, "allow_stdin": False},
-                "channel": "shell",
-                "buffers": [],
-            }
-        )
-    )
-    out, reply = [], None
+    header = {
+        "msg_id": msg_id,
+        "msg_type": msg_type,
+        "username": "test",
+        "session": uuid.uuid4().hex,
+        "version": "5.3",
+        "date": "",
+    }
+    message = {
+        "header": header,
+        "parent_header": {},
+        "metadata": {},
+        "content": content,
+        "channel": "shell",
+        "buffers": [],
+    }
+    ws.send(json.dumps(message))
+    return msg_id
+
+
+def wait_until_ready(ws: websocket.WebSocket) -> None:
+    """Ask for kernel_info until the kernel answers: a request sent while jupyter-server is still
+    connecting its own websocket to the gateway can be lost, as nbclient's wait_for_ready knows."""
     deadline = time.monotonic() + REPLY_TIMEOUT
-    while time.monotonic() < deadline:
+    ws.settimeout(2.0)
+    try:
+        while time.monotonic() < deadline:
+            msg_id = _request(ws, "kernel_info_request", {})
+            try:
+                while True:
+                    msg = json.loads(ws.recv())
+                    if (
+                        msg.get("parent_header", {}).get("msg_id") == msg_id
+                        and msg["msg_type"] == "kernel_info_reply"
+                    ):
+                        return
+            except websocket.WebSocketTimeoutException:
+                continue
+    finally:
+        ws.settimeout(REPLY_TIMEOUT)
+    raise AssertionError(f"the kernel did not answer kernel_info within {REPLY_TIMEOUT} s")
+
+
+def execute(ws: websocket.WebSocket, code: str) -> str:
+    """Run ``code``; collect its stdout until both the shell reply and the iopub "idle" have come (the two
+    channels are not ordered with respect to each other)."""
+    msg_id = _request(
+        ws, "execute_request", {"code": code, "silent": False, "store_history": False, "allow_stdin": False}
+    )
+    out: list[str] = []
+    reply = None
+    idle = False
+    deadline = time.monotonic() + REPLY_TIMEOUT
+    while time.monotonic() < deadline and not (reply and idle):
         msg = json.loads(ws.recv())
         if msg.get("parent_header", {}).get("msg_id") != msg_id:
             continue
@@ -228,8 +259,10 @@ def execute(ws: websocket.WebSocket, code: str) -> str:
             raise AssertionError(f"kernel error: {msg['content']['ename']}: {msg['content']['evalue']}")
         elif kind == "execute_reply":
             reply = msg["content"]["status"]
-        elif kind == "status" and msg["content"]["execution_state"] == "idle" and reply:
-            return "".join(out)
+        elif kind == "status" and msg["content"]["execution_state"] == "idle":
+            idle = True
+    if reply and idle:
+        return "".join(out)
     raise AssertionError(f"no complete reply within {REPLY_TIMEOUT} s (reply={reply}, out={out})")
 
 
@@ -268,6 +301,7 @@ def test_kernel_round_trip_through_jupyter_server_and_enterprise_gateway(running
             "print(json.dumps([6 * 7] + [os.environ.get(k) for k in"
             " ('KERNEL_USERNAME', 'KERNEL_NAMESPACE', 'KERNEL_WORKING_DIR', 'KERNEL_VOLUME_MOUNTS')]))"
         )
+        wait_until_ready(ws)
         answer, username, namespace, working_dir, mounts = json.loads(execute(ws, code))
     finally:
         ws.close()
