@@ -9,7 +9,7 @@ then observe steps, ask ``facts.decide`` what to do, and write the status that r
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,8 +139,9 @@ def _finish_early(
     return Actions(status=status.wire(), events=[Event("Warning", reason, message)])
 
 
-def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus, now: str) -> Actions | None:
-    """Resolve the Pipeline and freeze what runs; an ``Actions`` return means the run failed here."""
+def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus, now: str) -> Actions | Dag:
+    """Resolve the Pipeline and freeze what runs: the snapshot's DAG, or the ``Actions`` of a run that
+    failed here."""
     generation = inputs.run["metadata"].get("generation")
     pipeline_name = spec.pipeline_ref.name
     previous: dict[str, StepPhase] | None = None
@@ -199,7 +200,7 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
         else StepStatus()
         for n in selected
     }
-    return None
+    return dag
 
 
 def _observe(
@@ -276,9 +277,10 @@ def reconcile(inputs: Inputs) -> Actions:
 
     events: list[Event] = []
     if status.snapshot is None:
-        failed = _initialise(inputs, spec, status, now)
-        if failed is not None:
-            return failed
+        initialised = _initialise(inputs, spec, status, now)
+        if isinstance(initialised, Actions):
+            return initialised
+        inputs = replace(inputs, dag=initialised)
     assert status.snapshot is not None
     status.observed_generation = generation
 
