@@ -10,6 +10,7 @@ so two runs never both pass a ``Queue`` check on stale data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -102,11 +103,10 @@ class RunController:
         status = current_status(run)
         if status.phase.finished and key in self._settled:
             return
-        if status.start_time is None and not status.phase.finished:
-            async with self._admission.setdefault((namespace, pipeline_name), asyncio.Lock()):
-                actions = await self._decide(run, key, status)
-                await self._apply(run, key, actions, poked)
-        else:
+        # Admission (deciding and writing a start) holds the pipeline's lock; a started run needs none.
+        admitting = status.start_time is None and not status.phase.finished
+        lock = self._admission.setdefault((namespace, pipeline_name), asyncio.Lock())
+        async with lock if admitting else contextlib.nullcontext():
             actions = await self._decide(run, key, status)
             await self._apply(run, key, actions, poked)
         if actions.phase.finished:
