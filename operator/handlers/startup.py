@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from orchest_operator import kube
+from orchest_operator import kube, watching
 from orchest_operator.builders.job import JobOptions
 from orchest_operator.models import GROUP
 from orchest_operator.run_controller import RunController
@@ -26,13 +26,11 @@ def controller() -> RunController:
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     global _controller
     config = Settings.from_env()
-    # Progress and diff-base in annotations of our own prefix: the status schema stays ours alone.
+    # Progress and diff base in annotations of our own prefix: the status schema stays ours alone.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
     settings.posting.level = logging.INFO
+    watching.configure(settings)
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     _controller = RunController(

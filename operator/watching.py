@@ -1,0 +1,57 @@
+"""What the operator asks the API server to send it, and what kopf keeps of each event.
+
+Most of the operator's work per step is kopf processing watch events (about a millisecond each), so the
+cheapest event is the one the server never sends:
+
+* Jobs and pods are watched with a server-side label selector: a busy cluster's other workloads cost the
+  operator nothing (kopf's ``labels=`` on a handler filters in the client, after the event arrived).
+* Pods are only watched once they have finished. The reconciler reads a pod for one thing, its end (a
+  Succeeded pod is a done step; a Failed one carries the termination message); the Job says whether a
+  step runs. A pod changes four to six times before it ends, so this is most of a step's events.
+* kopf builds a "diff base" for every event of every resource: a deep copy of the whole body, status
+  included (a 1000-step run's status is 200 KB). Only change handlers and timers read it, and only
+  Pipelines have those here, so every other kind gets an empty one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Any
+
+import kopf
+
+from orchest_operator import naming
+from orchest_operator.models import API_VERSION, GROUP
+
+JOBS = ("batch", "v1", "jobs")
+PODS = ("", "v1", "pods")
+DEPLOYMENTS = ("apps", "v1", "deployments")
+FINISHED_PODS = "status.phase!=Pending,status.phase!=Running"
+"""Pods in a final phase (or Unknown, a lost node), as a field selector: those accept only ``=`` and
+``!=``, joined by "and"."""
+CHANGE_TRACKED = frozenset({(API_VERSION, "Pipeline")})
+"""The kinds that have kopf change handlers or timers (the interactive session's)."""
+
+
+class ChangeTrackedDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf's annotation diff base, built only for the kinds whose handlers read it."""
+
+    def __init__(self, tracked: Collection[tuple[str, str]], *, prefix: str, key: str) -> None:
+        super().__init__(prefix=prefix, key=key)
+        self.tracked = frozenset(tracked)
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> Any:
+        if (body.get("apiVersion"), body.get("kind")) in self.tracked:
+            return super().build(body=body, extra_fields=extra_fields)
+        return {}
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Apply the server-side filters and the diff base above to kopf's settings."""
+    settings.persistence.diffbase_storage = ChangeTrackedDiffBase(
+        CHANGE_TRACKED, prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.watching.label_selectors[JOBS] = naming.LABEL_RUN
+    settings.watching.label_selectors[PODS] = naming.LABEL_RUN
+    settings.watching.field_selectors[PODS] = FINISHED_PODS
+    settings.watching.label_selectors[DEPLOYMENTS] = f"{naming.LABEL_MANAGED_BY}={naming.MANAGED_BY}"

@@ -1,0 +1,81 @@
+"""The server-side filters and the diff base the operator gives kopf."""
+
+from __future__ import annotations
+
+import kopf
+
+from orchest_operator import watching
+from orchest_operator.models import API_VERSION
+from tests.support.selectors import field_selector, label_selector
+
+
+def _resource(group: str, version: str, plural: str, kind: str) -> kopf.Resource:
+    return kopf.Resource(group, version, plural, kind=kind, namespaced=True)
+
+
+JOBS = _resource("batch", "v1", "jobs", "Job")
+PODS = _resource("", "v1", "pods", "Pod")
+DEPLOYMENTS = _resource("apps", "v1", "deployments", "Deployment")
+RUNS = _resource("orchest.io", "v1alpha1", "pipelineruns", "PipelineRun")
+
+
+def _configured() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    watching.configure(settings)
+    return settings
+
+
+def _pod(phase: str, labels: dict[str, str]) -> dict:
+    return {"metadata": {"name": "p", "labels": labels}, "status": {"phase": phase}}
+
+
+def test_jobs_and_pods_are_filtered_by_the_run_label_on_the_server() -> None:
+    selectors = _configured().watching.label_selectors
+    assert selectors.collect(JOBS) == ["orchest.io/pipeline-run"]
+    assert selectors.collect(PODS) == ["orchest.io/pipeline-run"]
+    assert selectors.collect(DEPLOYMENTS) == ["app.kubernetes.io/managed-by=orchest-operator"]
+    assert selectors.collect(RUNS) == []  # every run is the operator's business
+
+
+def test_only_finished_pods_of_runs_are_watched() -> None:
+    settings = _configured()
+    (fields,) = settings.watching.field_selectors.collect(PODS)
+    assert settings.watching.field_selectors.collect(JOBS) == []
+    (labels,) = settings.watching.label_selectors.collect(PODS)
+    ours = {"orchest.io/pipeline-run": "r1"}
+
+    def sent(pod: dict) -> bool:  # as the API server evaluates the two selectors of the watch
+        return label_selector(labels)(pod) and field_selector(fields)(pod)
+
+    assert [
+        sent(_pod(phase, ours)) for phase in ("Pending", "Running", "Succeeded", "Failed", "Unknown")
+    ] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+    assert not sent(_pod("Succeeded", {"app": "someone-else"}))
+
+
+def test_the_diff_base_is_built_only_for_kinds_with_change_handlers() -> None:
+    storage = _configured().persistence.diffbase_storage
+    spec = {"steps": [{"name": "a", "file": "a.py"}]}
+    pipeline = kopf.Body(
+        {"apiVersion": API_VERSION, "kind": "Pipeline", "metadata": {"name": "p"}, "spec": spec}
+    )
+    run = kopf.Body(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "PipelineRun",
+            "metadata": {"name": "r"},
+            "spec": {"pipelineRef": {"name": "p"}},
+            "status": {"steps": {f"s{i}": {"phase": "Running"} for i in range(1000)}},
+        }
+    )
+    assert storage.build(body=pipeline)["spec"] == spec
+    assert storage.build(body=run) == {}
+    # Written and read under the operator's own annotation prefix, as before.
+    assert isinstance(storage, kopf.AnnotationsDiffBaseStorage)
+    assert storage.prefix == "orchest.io"
