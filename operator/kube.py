@@ -146,9 +146,20 @@ def patch(
 
 
 def patch_status(
-    api: pykube.HTTPClient, cls: type[APIObject], namespace: str, name: str, status: dict[str, Any]
+    api: pykube.HTTPClient,
+    cls: type[APIObject],
+    namespace: str,
+    name: str,
+    status: dict[str, Any],
+    *,
+    resource_version: str | None = None,
 ) -> dict[str, Any]:
-    return patch(api, cls, namespace, name, {"status": status}, subresource="status")
+    """Merge-patch ``status``; with ``resource_version``, only if the object is still at that version
+    (else 409 Conflict): the patch was computed from that version and may be wrong for a newer one."""
+    body: dict[str, Any] = {"status": status}
+    if resource_version is not None:
+        body["metadata"] = {"resourceVersion": resource_version}
+    return patch(api, cls, namespace, name, body, subresource="status")
 
 
 def status_code(err: Exception) -> int | None:

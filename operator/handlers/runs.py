@@ -47,8 +47,8 @@ async def run_event(
     ctl = _bound(run_jobs, run_pods)
     if type == "DELETED":
         ctl.run_deleted(namespace, name, body["spec"]["pipelineRef"]["name"])
-    elif not ctl.settled(namespace, name):
-        ctl.poke(namespace, name)
+    else:
+        ctl.run_seen(body)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)

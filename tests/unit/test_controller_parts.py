@@ -1,14 +1,20 @@
-"""The controller's small pure parts: the minimal status patch and the coalescing worker."""
+"""The controller's small parts: the minimal status patch, the coalescing worker, and how it reads and
+writes runs (against a stand-in for the API server)."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
+from typing import Any
 
+import pykube
 import pytest
 
-from orchest_operator import coalesce
+from orchest_operator import coalesce, kube
+from orchest_operator.builders.job import JobOptions
 from orchest_operator.coalesce import Coalescer
-from orchest_operator.run_controller import merge_patch
+from orchest_operator.run_controller import RunController, merge_patch
+from orchest_operator.runs import Actions
 
 
 def test_merge_patch_sends_only_what_changed() -> None:
@@ -92,3 +98,93 @@ async def test_a_wakeup_can_be_armed_again_after_it_fired() -> None:
         await asyncio.sleep(0.005)
     assert not workers.has_wakeup("run")
     await workers.close()
+
+
+class _Api:
+    """Stands in for the API server in ``kube.get`` / ``kube.patch_status``: one stored run, and a
+    resourceVersion precondition as the real server checks it."""
+
+    def __init__(self, run: dict[str, Any]) -> None:
+        self.run = copy.deepcopy(run)
+        self.patches: list[tuple[dict[str, Any], str | None]] = []
+
+    def get(self, _api: object, _cls: object, _ns: str, _name: str) -> dict[str, Any]:
+        return copy.deepcopy(self.run)
+
+    def patch_status(
+        self,
+        _api: object,
+        _cls: object,
+        _ns: str,
+        _name: str,
+        status: dict[str, Any],
+        *,
+        resource_version=None,
+    ) -> dict[str, Any]:
+        self.patches.append((status, resource_version))
+        if resource_version != self.run["metadata"]["resourceVersion"]:
+            raise pykube.exceptions.HTTPError(409, "the object has been modified")
+        self.run["status"] = {**self.run.get("status", {}), **status}
+        self.bump()
+        return copy.deepcopy(self.run)
+
+    def bump(self) -> None:
+        self.run["metadata"]["resourceVersion"] = str(int(self.run["metadata"]["resourceVersion"]) + 1)
+
+
+def _controller(monkeypatch: pytest.MonkeyPatch, api: _Api) -> RunController:
+    monkeypatch.setattr(kube, "get", api.get)
+    monkeypatch.setattr(kube, "patch_status", api.patch_status)
+    return RunController(
+        api=None, options=JobOptions(default_image="x"), jobs=lambda _k: (), pods=lambda _k: ()
+    )  # type: ignore[arg-type]
+
+
+RUN = {"metadata": {"name": "r", "namespace": "ns", "resourceVersion": "5"}, "status": {"phase": "Running"}}
+
+
+async def test_a_status_write_names_the_version_it_was_computed_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = _Api(RUN)
+    written = await _controller(monkeypatch, api)._write_status(("ns", "r"), RUN, {"phase": "Succeeded"})
+    assert api.patches == [({"phase": "Succeeded"}, "5")]
+    assert written is not None and written["status"]["phase"] == "Succeeded"
+
+
+async def test_a_write_is_sent_again_when_only_the_spec_moved_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = _Api(RUN)
+    api.bump()  # e.g. a label or spec.cancel was written after the operator read the run
+    written = await _controller(monkeypatch, api)._write_status(("ns", "r"), RUN, {"phase": "Succeeded"})
+    assert [version for _, version in api.patches] == ["5", "6"]
+    assert written is not None and written["status"]["phase"] == "Succeeded"
+
+
+async def test_a_write_computed_from_a_stale_status_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = _Api(RUN)
+    api.run["status"] = {"phase": "Failed"}  # the status itself moved on: this pass decided from old facts
+    api.bump()
+    written = await _controller(monkeypatch, api)._write_status(("ns", "r"), RUN, {"phase": "Succeeded"})
+    assert written is None
+    assert api.run["status"] == {"phase": "Failed"}
+
+
+async def test_the_echo_of_an_own_write_costs_no_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = _Api(RUN)
+    ctl = _controller(monkeypatch, api)
+    passes: list[tuple[str, str]] = []
+
+    async def count(key: tuple[str, str], _poked: float | None) -> None:
+        passes.append(key)
+
+    ctl._runs = Coalescer(count, "test")
+    ctl.run_seen(RUN)
+    await asyncio.sleep(0)
+    assert passes == [("ns", "r")]
+    await ctl._apply(ctl._latest[("ns", "r")], ("ns", "r"), Actions(status={"phase": "Succeeded"}), None)
+    assert ctl._latest[("ns", "r")] == api.run, "the next pass reads what the write returned"
+    ctl.run_seen(copy.deepcopy(api.run))  # the watch event of that write
+    await asyncio.sleep(0)
+    assert passes == [("ns", "r")]
+    api.bump()  # someone else's edit
+    ctl.run_seen(copy.deepcopy(api.run))
+    await asyncio.sleep(0)
+    assert passes == [("ns", "r")] * 2
