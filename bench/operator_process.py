@@ -124,9 +124,16 @@ class OperatorProcess:
     ) -> OperatorProcess:
         port = free_port()
         environment = {**os.environ, **(env or {}), "KUBECONFIG": str(kubeconfig)}
+        # ORCHEST_BENCH_PROFILE=DIR: run the operator under cProfile, one stats file per operator started.
+        profile = environment.get("ORCHEST_BENCH_PROFILE")
+        command = [orchest_command()]
+        if profile:
+            Path(profile).mkdir(parents=True, exist_ok=True)
+            out = Path(profile) / f"operator-{log.stem}-{port}.prof"
+            command = [sys.executable, "-P", "-m", "cProfile", "-o", str(out), "-m", "orchest_operator.cli"]
         with log.open("wb") as sink:
             process = await asyncio.create_subprocess_exec(
-                orchest_command(),
+                *command,
                 "operator",
                 "--standalone",
                 "--metrics-port",
