@@ -55,6 +55,8 @@ class Actions:
     create: list[dict[str, Any]] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    """Kubernetes Events: the run's start and end, and a Warning for each failed step. A step's start and
+    success are in the status only; as Events a 1000-step run would post 2000 of them."""
     dag: Dag | None = None
     """The DAG of the run's snapshot, for the caller to hand back next time (the snapshot never changes)."""
 
@@ -245,9 +247,7 @@ def _observe(
                     "job_name": jobs[name].name,
                 }
             )
-            if seen.phase is StepPhase.SUCCEEDED:
-                events.append(Event("Normal", "StepSucceeded", f"step {name} succeeded"))
-            elif seen.phase is StepPhase.FAILED:
+            if seen.phase is StepPhase.FAILED:
                 events.append(Event("Warning", "StepFailed", f"step {name} failed: {seen.message}"))
         elif rec.phase is StepPhase.RUNNING and rec.job_name not in observed.in_flight and not stopping:
             # Recorded as started, but its Job is gone (deleted by hand): never start a step twice.
@@ -341,10 +341,6 @@ def reconcile(inputs: Inputs) -> Actions:
             steps[name] = steps[name].model_copy(
                 update={"phase": phase, "message": note, "completion_time": now if phase.finished else None}
             )
-            kind = "Normal" if phase is StepPhase.SKIPPED else "Warning"
-            actions.events.append(
-                Event(kind, f"Step{phase.value}", f"step {name} {phase.value.lower()}: {note}")
-            )
     for name in decision.stop:
         if steps[name].job_name:
             actions.delete.append(steps[name].job_name)
@@ -366,8 +362,6 @@ def reconcile(inputs: Inputs) -> Actions:
             attempts=1,
             message=inputs.observed.blocked.get(name),
         )
-        if not retried:
-            actions.events.append(Event("Normal", "StepStarted", f"step {name} started"))
     status.steps = steps
     status.progress = progress({n: s.phase for n, s in steps.items()})
     _set_condition(status, decision.phase, decision.reason, decision.message, now)

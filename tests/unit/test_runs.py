@@ -154,7 +154,7 @@ def test_diamond_runs_in_dag_order_and_succeeds() -> None:
     assert world.created == ["a"]
     assert first.status["phase"] == "Running"
     assert first.status["snapshot"]["selected"] == ["a", "b", "c", "d"]
-    assert [e.reason for e in first.events] == ["Started", "StepStarted"]
+    assert [e.reason for e in first.events] == ["Started"]
     world.succeed("a")
     world.step()
     assert world.created == ["a", "b", "c"]
@@ -511,13 +511,13 @@ def test_observed_generation_follows_a_finished_run() -> None:
     assert world.step().status["observedGeneration"] == 2
 
 
-def test_steps_that_will_not_run_get_an_event_each() -> None:
+def test_a_failed_step_gets_a_warning_and_the_steps_it_stops_none() -> None:
     world = World(new_run())
     world.step()
     world.fail("a")
     actions = world.step()
-    assert {e.reason for e in actions.events} >= {"StepFailed", "StepSkipped"}
-    assert sum(1 for e in actions.events if e.reason == "StepSkipped") == 3
+    assert [(e.type, e.reason) for e in actions.events] == [("Warning", "StepFailed"), ("Warning", "Failed")]
+    assert "step a failed" in actions.events[0].message
 
 
 def test_the_dag_is_handed_back_and_reused() -> None:
