@@ -68,6 +68,8 @@ class RunController:
     """The newest version of each active run known here: from its watch, or this process's status patch."""
     _written: dict[RunKey, collections.deque[str]] = field(default_factory=dict)
     """The resourceVersions this process's own status patches gave each run."""
+    _parsed: dict[RunKey, tuple[str, PipelineRunStatus]] = field(default_factory=dict)
+    """Each active run's status as a model, with the resourceVersion it is the status of."""
     """The DAG of each active run's snapshot, by run uid (a run recreated under the same name is another)."""
     _admission: dict[PipelineKey, asyncio.Lock] = field(default_factory=dict)
     # Job creation gets threads of its own: ``asyncio.to_thread`` shares the loop's default pool, which
@@ -128,7 +130,7 @@ class RunController:
             # Being deleted (e.g. in the foreground): its Jobs go with it; start nothing new.
             self.run_deleted(namespace, name, pipeline_name)
             return
-        status = current_status(run)
+        status = self._status_of(key, run)
         # Admission (deciding and writing a start) holds the pipeline's lock; a started run needs none.
         admitting = status.start_time is None and not status.phase.finished
         lock = self._admission.setdefault((namespace, pipeline_name), asyncio.Lock())
@@ -145,6 +147,18 @@ class RunController:
             self.sync_pipeline(namespace, pipeline_name)
         if actions.phase is RunPhase.RUNNING:
             self._arm_deadline(key, run, actions.status)
+
+    def _status_of(self, key: RunKey, run: dict[str, Any]) -> PipelineRunStatus:
+        """The run's status as a model, parsed once per version: most passes write nothing, and the
+        status a pass wrote is known without parsing it back."""
+        version = run["metadata"].get("resourceVersion")
+        cached = self._parsed.get(key)
+        if cached is not None and version is not None and cached[0] == version:
+            return cached[1]
+        status = current_status(run)
+        if version is not None:
+            self._parsed[key] = (version, status)
+        return status
 
     async def _decide(self, run: dict[str, Any], key: RunKey, status: PipelineRunStatus) -> Actions:
         namespace = key[0]
@@ -184,6 +198,7 @@ class RunController:
                 waiting_for=admission.waiting_for,
                 forbidden_by=admission.forbidden_by,
                 dag=cached[1] if cached and cached[0] == uid else None,
+                status=status,
             )
         )
         if actions.dag is not None and uid:
@@ -255,10 +270,11 @@ class RunController:
                 self.poke(*key)
                 return
             if self._latest.get(key) is run:  # else a watch event came meanwhile, or the run was forgotten
+                version = written["metadata"]["resourceVersion"]
                 self._latest[key] = written
-                self._written.setdefault(key, collections.deque(maxlen=_ECHOES_KEPT)).append(
-                    written["metadata"]["resourceVersion"]
-                )
+                self._written.setdefault(key, collections.deque(maxlen=_ECHOES_KEPT)).append(version)
+                if actions.model is not None:
+                    self._parsed[key] = (version, actions.model)
             finished_steps = sum(
                 1
                 for step, s in actions.status.get("steps", {}).items()
@@ -335,6 +351,7 @@ class RunController:
         self._dags.pop(key, None)
         self._latest.pop(key, None)
         self._written.pop(key, None)
+        self._parsed.pop(key, None)
         self._settled.pop(key, None)
         self._runs.forget(key)
 

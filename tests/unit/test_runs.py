@@ -537,3 +537,28 @@ def test_the_dag_is_handed_back_and_reused() -> None:
     )
     assert again.dag is first.dag
     assert sorted(m["metadata"]["labels"]["orchest.io/step"] for m in again.create) == ["b", "c"]
+
+
+def test_a_status_handed_back_as_a_model_gives_the_same_pass_and_stays_unchanged() -> None:
+    """The controller keeps each pass's status model and hands it back next time instead of parsing."""
+    world = World(new_run())
+    first = world.step()
+    assert first.model is not None and first.model.wire() == first.status
+    kept = first.model.model_dump()
+    world.succeed("a")
+
+    def next_pass(**given: Any) -> Actions:
+        observed = Observed(jobs=dict(world.jobs), pods=list(world.pods))
+        return reconcile(
+            Inputs(
+                run=world.run, pipeline=world.pipeline, observed=observed, now=NOW, options=OPTIONS, **given
+            )
+        )
+
+    from_dict, from_model = next_pass(), next_pass(status=first.model)
+    assert from_model.status == from_dict.status
+    assert from_model.status["steps"]["a"]["phase"] == "Succeeded"
+    assert [m["metadata"]["name"] for m in from_model.create] == [
+        m["metadata"]["name"] for m in from_dict.create
+    ]
+    assert first.model.model_dump() == kept, "the model handed in is not changed"
