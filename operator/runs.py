@@ -272,8 +272,9 @@ def _observe(
 def reconcile(inputs: Inputs) -> Actions:
     run = inputs.run
     now = timestamp(inputs.now)
-    # A shallow copy: every change below assigns a field, so the caller's model stays as it was.
-    status = inputs.status.model_copy() if inputs.status is not None else current_status(run)
+    base = inputs.status if inputs.status is not None else current_status(run)
+    # A shallow copy: every change below assigns a field, so ``base`` stays as it was.
+    status = base.model_copy()
     generation = run["metadata"].get("generation")
     if status.phase.finished:
         status.observed_generation = generation
@@ -376,6 +377,22 @@ def reconcile(inputs: Inputs) -> Actions:
     if decision.finished:
         kind = "Normal" if decision.phase is RunPhase.SUCCEEDED else "Warning"
         actions.events.append(Event(kind, decision.reason, decision.message))
-    actions.status = status.wire()
+    actions.status = _wire(status, base, run.get("status") or {})
     actions.model = status
     return actions
+
+
+def _wire(status: PipelineRunStatus, base: PipelineRunStatus, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """``status.wire()``, reusing the stored dicts of what is still the same object as in ``base`` (the
+    model of ``stored``): the snapshot, which never changes, and the steps no pass touched. Dumping a
+    1000-step run's 200 KB status every pass was a third of the operator's time in a large fan-out."""
+    data = status.model_dump(by_alias=True, exclude_none=True, mode="json", exclude={"steps", "snapshot"})
+    stored_steps = stored.get("steps") or {}
+    data["steps"] = {
+        name: stored_steps[name] if step is base.steps.get(name) and name in stored_steps else step.wire()
+        for name, step in status.steps.items()
+    }
+    if status.snapshot is not None:
+        same = status.snapshot is base.snapshot and "snapshot" in stored
+        data["snapshot"] = stored["snapshot"] if same else status.snapshot.wire()
+    return data

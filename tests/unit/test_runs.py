@@ -115,6 +115,8 @@ class World:
                 **inputs,
             )
         )
+        if actions.model is not None:  # the stored parts the status reuses are what a full dump gives
+            assert actions.status == actions.model.wire()
         self.run = {**self.run, "status": actions.status}
         for manifest in actions.create:
             step = manifest["metadata"]["labels"]["orchest.io/step"]
