@@ -63,10 +63,11 @@ def _client_for(kubeconfig: str | None) -> pykube.HTTPClient:
     config = pykube.KubeConfig.from_env()
     adapter = pykube.http.KubernetesHTTPAdapter(config, pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
     api = pykube.HTTPClient(config, timeout=30, http_adapter=adapter)
-    # requests reads the proxy variables and looks for ~/.netrc on every request (a quarter of its time
-    # per request here). The environment does not change while the process runs: resolve the proxy for
-    # the API server once, as kubectl honours HTTPS_PROXY and NO_PROXY, and use no netrc, as kubectl.
-    api.session.proxies = requests.utils.get_environ_proxies(config.cluster["server"])
+    # requests reads the proxy and CA bundle variables and looks for ~/.netrc on every request (a quarter
+    # of its time per request here). The environment does not change while the process runs: resolve
+    # them once for the API server, with requests' own rules, and read no netrc (kubectl reads none).
+    resolved = api.session.merge_environment_settings(config.cluster["server"], {}, None, None, None)
+    api.session.proxies, api.session.verify = resolved["proxies"], resolved["verify"]
     api.session.trust_env = False
     return api
 

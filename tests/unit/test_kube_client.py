@@ -1,4 +1,4 @@
-"""The operator's API client: proxy settings are taken from the environment once, as kubectl takes them."""
+"""The operator's API client: proxy and CA bundle settings are taken from the environment once."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
     path = tmp_path / "config"
     path.write_text(KUBECONFIG)
     monkeypatch.setenv("KUBECONFIG", str(path))
-    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+    names = ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
+    for name in (*names, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
     kube._client_for.cache_clear()
     yield
@@ -48,3 +49,8 @@ def test_no_proxy_bypasses_it(kubeconfig: None, monkeypatch: pytest.MonkeyPatch)
 
 def test_without_proxy_variables_requests_go_direct(kubeconfig: None) -> None:
     assert kube.client().session.proxies == {}
+
+
+def test_a_ca_bundle_from_the_environment_is_kept(kubeconfig: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corporate.pem")
+    assert kube.client().session.verify == "/etc/ssl/corporate.pem"
