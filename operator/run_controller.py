@@ -64,13 +64,13 @@ class RunController:
     _settled: dict[RunKey, str | None] = field(default_factory=dict)
     """Runs this process finished (by uid): their Jobs' and pods' late events need no pass."""
     _dags: dict[RunKey, tuple[str, Dag]] = field(default_factory=dict)
+    """The DAG of each active run's snapshot, by run uid (a run recreated under the same name is another)."""
     _latest: dict[RunKey, dict[str, Any]] = field(default_factory=dict)
     """The newest version of each active run known here: from its watch, or this process's status patch."""
     _written: dict[RunKey, collections.deque[str]] = field(default_factory=dict)
     """The resourceVersions this process's own status patches gave each run."""
     _parsed: dict[RunKey, tuple[str, PipelineRunStatus]] = field(default_factory=dict)
     """Each active run's status as a model, with the resourceVersion it is the status of."""
-    """The DAG of each active run's snapshot, by run uid (a run recreated under the same name is another)."""
     _admission: dict[PipelineKey, asyncio.Lock] = field(default_factory=dict)
     # Job creation gets threads of its own: ``asyncio.to_thread`` shares the loop's default pool, which
     # has only cpu_count + 4 threads (6 on a 2-core pod), so a fan-out would create 6 Jobs at a time.
