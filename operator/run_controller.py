@@ -33,7 +33,7 @@ from orchest_operator import kube, metrics, naming, queue
 from orchest_operator.builders.job import JobOptions
 from orchest_operator.coalesce import Coalescer
 from orchest_operator.dag import Dag
-from orchest_operator.models import ConcurrencyPolicy, PipelineRunStatus, RunPhase
+from orchest_operator.models import API_VERSION, ConcurrencyPolicy, PipelineRunStatus, RunPhase
 from orchest_operator.observe import JobView, PodView
 from orchest_operator.runs import Actions, Inputs, Observed, current_status, parse_time, reconcile
 
@@ -136,7 +136,8 @@ class RunController:
         lock = self._admission.setdefault((namespace, pipeline_name), asyncio.Lock())
         async with lock if admitting else contextlib.nullcontext():
             actions = await self._decide(run, key, status)
-            await self._apply(run, key, actions, poked)
+            if not await self._apply(run, key, actions, poked):
+                return  # decided from a stale run: the pass it poked decides again
         if actions.phase.finished:
             if not status.phase.finished:
                 metrics.RUNS_FINISHED.labels(phase=actions.phase.value).inc()
@@ -249,7 +250,9 @@ class RunController:
             return
         self._blocked.get(key, {}).pop(step, None)
 
-    async def _apply(self, run: dict[str, Any], key: RunKey, actions: Actions, poked: float | None) -> None:
+    async def _apply(self, run: dict[str, Any], key: RunKey, actions: Actions, poked: float | None) -> bool:
+        """Create, delete and write what ``actions`` says; ``False`` when the status write found the run
+        changed under it (nothing this pass decided about the run's phase then holds)."""
         namespace = key[0]
         if actions.create:
             self._in_flight.setdefault(key, set()).update(m["metadata"]["name"] for m in actions.create)
@@ -268,11 +271,15 @@ class RunController:
                 if self._latest.get(key) is run:
                     del self._latest[key]
                 self.poke(*key)
-                return
-            if self._latest.get(key) is run:  # else a watch event came meanwhile, or the run was forgotten
-                version = written["metadata"]["resourceVersion"]
-                self._latest[key] = written
+                return False
+            version = written["metadata"]["resourceVersion"]
+            if key in self._latest:  # not forgotten (deleted) meanwhile
                 self._written.setdefault(key, collections.deque(maxlen=_ECHOES_KEPT)).append(version)
+            # What the next pass reads, unless a watch event came while the write was on its way: that
+            # may be newer (someone's cancel) and must not be lost, or older, and then the next write
+            # meets 409 and the pass is done again from the run as it is.
+            if self._latest.get(key) is run:
+                self._latest[key] = written
                 if actions.model is not None:
                     self._parsed[key] = (version, actions.model)
             finished_steps = sum(
@@ -284,6 +291,7 @@ class RunController:
             metrics.STEPS_FINISHED.inc(finished_steps)
         for event in actions.events:
             kopf.event(run, type=event.type, reason=event.reason, message=event.message)
+        return True
 
     async def _write_status(
         self, key: RunKey, run: dict[str, Any], status: dict[str, Any]
@@ -331,7 +339,10 @@ class RunController:
             pipeline_obj = await asyncio.to_thread(kube.get, self.api, kube.Pipeline, namespace, pipeline)
         for other in runs:
             if not (other.get("status") or {}).get("startTime"):
-                self.poke(namespace, other["metadata"]["name"])
+                run_key = (namespace, other["metadata"]["name"])
+                # As good as a GET, for a run whose watch event is not in yet (list items may lack a kind).
+                self._latest.setdefault(run_key, {"apiVersion": API_VERSION, "kind": "PipelineRun", **other})
+                self.poke(*run_key)
         if pipeline_obj is None:
             return  # runs of a deleted pipeline are the user's to keep
         limit = (pipeline_obj.get("spec") or {}).get("runHistoryLimit", 10)

@@ -13,7 +13,7 @@ import pytest
 from orchest_operator import coalesce, kube
 from orchest_operator.builders.job import JobOptions
 from orchest_operator.coalesce import Coalescer
-from orchest_operator.run_controller import RunController, merge_patch
+from orchest_operator.run_controller import RunController, RunKey, merge_patch
 from orchest_operator.runs import Actions
 
 
@@ -188,3 +188,50 @@ async def test_the_echo_of_an_own_write_costs_no_pass(monkeypatch: pytest.Monkey
     ctl.run_seen(copy.deepcopy(api.run))
     await asyncio.sleep(0)
     assert passes == [("ns", "r")] * 2
+
+
+async def test_a_pass_whose_write_is_refused_settles_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run decided Cancelled from a stale read (its status moved on meanwhile) is not finished: the
+    decision is dropped and the run is decided again, never left settled with its Jobs running."""
+    run = {**RUN, "metadata": {**RUN["metadata"], "uid": "u1"}, "spec": {"pipelineRef": {"name": "p"}}}
+    api = _Api(run)
+    api.run["status"] = {"phase": "Running", "startTime": "2026-11-25T00:00:00Z"}
+    api.bump()
+    ctl = _controller(monkeypatch, api)
+    decided: list[str] = []
+
+    async def decide(run: dict[str, Any], _key: RunKey, _status: object) -> Actions:
+        decided.append(run["metadata"]["resourceVersion"])
+        return Actions(status={**(run.get("status") or {}), "phase": "Cancelled"})
+
+    monkeypatch.setattr(ctl, "_decide", decide)
+    ctl._latest[("ns", "r")] = copy.deepcopy(run)  # the stale read: version 5, no status yet
+    await ctl._reconcile(("ns", "r"), None)
+    assert ("ns", "r") not in ctl._settled
+    await asyncio.wait_for(asyncio.gather(*ctl._runs._workers.values()), timeout=5)  # the pass it poked
+    assert decided == ["5", "6"], "decided again from the run as it is"
+    assert ctl._settled == {("ns", "r"): "u1"} and api.run["status"]["phase"] == "Cancelled"
+
+
+async def test_an_edit_seen_while_a_status_write_is_on_its_way_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = _Api(RUN)
+    ctl = _controller(monkeypatch, api)
+    loop = asyncio.get_running_loop()
+    write = api.patch_status
+
+    def write_then_someone_cancels(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        written = write(*args, **kwargs)
+        api.run["spec"] = {"cancel": True}
+        api.bump()
+        loop.call_soon_threadsafe(ctl.run_seen, copy.deepcopy(api.run))  # its watch event comes first
+        return written
+
+    monkeypatch.setattr(kube, "patch_status", write_then_someone_cancels)
+    ctl._latest[("ns", "r")] = copy.deepcopy(RUN)
+    assert await ctl._apply(
+        ctl._latest[("ns", "r")], ("ns", "r"), Actions(status={"phase": "Succeeded"}), None
+    )
+    assert api.patches, "the status was written"
+    assert ctl._latest[("ns", "r")]["spec"] == {"cancel": True}, "the next pass reads the cancel"
