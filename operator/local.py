@@ -229,7 +229,7 @@ class LocalRun:
         ok, message, failure = False, "was not started", None
         try:
             step = self.spec.step(name)
-            parameters = self.spec.parameters_for(name, self.request.parameters)
+            parameters = self.spec.parameters_for(step, self.request.parameters)
             env = {**os.environ, **environment_for(self.spec, name, run=self.id, parameters=parameters)}
             # Like a Job's activeDeadlineSeconds, the step's timeout spans all of its attempts.
             deadline = time.monotonic() + step.timeout_seconds if step.timeout_seconds else None

@@ -132,14 +132,17 @@ class PipelineSpec(Model):
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
 
-    def parameters_for(self, name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A step's parameters: pipeline ``parameters`` < step ``parameters`` < the run's overrides."""
-        return {**self.parameters, **(self.step(name).parameters or {}), **(overrides or {})}
+    def parameters_for(self, step: Step | str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A step's parameters: pipeline ``parameters`` < step ``parameters`` < the run's overrides. A step
+        already looked up can be passed as it is: a name is a search through up to 1000 steps."""
+        step = self.step(step) if isinstance(step, str) else step
+        return {**self.parameters, **(step.parameters or {}), **(overrides or {})}
 
-    def env_for(self, name: str) -> list[EnvVar]:
+    def env_for(self, step: Step | str) -> list[EnvVar]:
         """Pipeline env, overridden by the step's env of the same name."""
+        step = self.step(step) if isinstance(step, str) else step
         merged = {e.name: e for e in self.env}
-        merged.update({e.name: e for e in self.step(name).env or []})
+        merged.update({e.name: e for e in step.env or []})
         return list(merged.values())
 
 

@@ -62,13 +62,13 @@ def step_job(
     labels = step_labels(pipeline_name, run_name, step.name)
     annotations = {naming.ANNOTATION_RUN: run_name}
     env = [
-        {"name": "ORCHEST_PARAMETERS", "value": json.dumps(spec.parameters_for(step.name, parameters))},
+        {"name": "ORCHEST_PARAMETERS", "value": json.dumps(spec.parameters_for(step, parameters))},
         {"name": "ORCHEST_STEP", "value": step.name},
         {"name": "ORCHEST_RUN", "value": run_name},
         {"name": "ORCHEST_PIPELINE", "value": pipeline_name},
         # Jupyter and pip write below HOME; the root filesystem is read-only.
         {"name": "HOME", "value": "/tmp"},
-    ] + [{"name": e.name, "value": e.value} for e in spec.env_for(step.name)]
+    ] + [{"name": e.name, "value": e.value} for e in spec.env_for(step)]
     mount = {"name": PROJECT_VOLUME, "mountPath": spec.volume.mount_path}
     if spec.volume.sub_path:
         mount["subPath"] = spec.volume.sub_path
