@@ -14,7 +14,7 @@ from bench.chain import bench_chain
 from bench.concurrent import bench_concurrent
 from bench.fanout import bench_fanout
 from bench.local import bench_local
-from bench.report import Result, table, write
+from bench.report import Result, repeated, table, write
 from bench.status import bench_status
 from bench.target import TargetOptions, arena
 
@@ -125,6 +125,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--storage-class", help="StorageClass of the volume seeded with the step scripts")
     p.add_argument("--access-mode", default="ReadWriteOnce", help="access mode of that volume")
+    p.add_argument(
+        "--repeat",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="run each benchmark N times and print each ratio's min, median and max over them",
+    )
     p.add_argument("--results", type=Path, default=RESULTS, help=f"where JSON goes (default: {RESULTS})")
     return p
 
@@ -152,7 +159,9 @@ def sizes_of(args: argparse.Namespace, names: Sequence[str]) -> Sizes:
 Bench = Callable[[], Awaitable[Result]]
 
 
-async def run_all(names: Sequence[str], sizes: Sizes, options: TargetOptions, results: Path) -> list[Path]:
+async def run_all(
+    names: Sequence[str], sizes: Sizes, options: TargetOptions, results: Path, repeat: int = 1
+) -> list[Path]:
     every_seconds = (*sizes.step_seconds, 0.0, 1.0)
 
     def on_cluster(name: str, body: Callable[..., Awaitable[Result]], *args: object) -> Bench:
@@ -179,13 +188,18 @@ async def run_all(names: Sequence[str], sizes: Sizes, options: TargetOptions, re
     }
     written = []
     for name in names:
-        began = time.perf_counter()
-        result = await benches[name]()
-        result.parameters["duration_s"] = round(time.perf_counter() - began, 1)
-        print(table(result), flush=True)
-        path = write(result, options.describe(), results)
-        print(f"  -> {path}\n", flush=True)
-        written.append(path)
+        runs = []
+        for _ in range(repeat):
+            began = time.perf_counter()
+            result = await benches[name]()
+            result.parameters["duration_s"] = round(time.perf_counter() - began, 1)
+            print(table(result), flush=True)
+            path = write(result, options.describe(), results)
+            print(f"  -> {path}\n", flush=True)
+            written.append(path)
+            runs.append(result)
+        if repeat > 1:
+            print(repeated(runs) + "\n", flush=True)
     return written
 
 
@@ -220,5 +234,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         where = "the emulator" if options.emulated else str(options.kubeconfig)
         print(f"benchmarks {', '.join(names)} against {where}; {sizes}", flush=True)
-        asyncio.run(run_all(names, sizes, options, args.results))
+        asyncio.run(run_all(names, sizes, options, args.results, args.repeat))
     return 0

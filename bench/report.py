@@ -94,6 +94,21 @@ class Result:
         }
 
 
+def repeated(results: Sequence[Result]) -> str:
+    """Each ratio over repeated runs of one benchmark (``--repeat``): on a shared machine one run can be
+    a quarter off the next, so a change is judged by the spread, not by a single value."""
+    first = results[0]
+    lines = [f"== {first.name}: each ratio over {len(results)} runs"]
+    width = max((len(r.name) for r in first.ratios), default=5)
+    lines.append(f"  {'ratio':<{width}}  {'min':>8}  {'median':>8}  {'max':>8}  {'target':>8}")
+    for ratio in first.ratios:
+        values = [v for v in (result.ratio_value(ratio) for result in results) if v is not None]
+        low, mid, high = (min(values), percentile(values, 50), max(values)) if values else (None,) * 3
+        cells = "  ".join(f"{_fmt(v):>8}" for v in (low, mid, high))
+        lines.append(f"  {ratio.name:<{width}}  {cells}  {ratio.target or '':>8}")
+    return "\n".join(lines)
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),

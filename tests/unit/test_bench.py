@@ -14,6 +14,7 @@ from kmock._internal.dicts import merge_patch_dict
 
 from bench.cli import NAMES, main
 from bench.emulator import merge_diff
+from bench.report import Ratio, Result, repeated
 from orchest_operator.run_controller import merge_patch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +106,7 @@ def test_command_line_errors_are_one_line(capsys: pytest.CaptureFixture[str], tm
     for argv, needle in [
         (["nope"], "unknown benchmark nope: choose from chain, fanout"),
         (["--chain", "0"], "must be 1 or more, got 0"),
+        (["--repeat", "0"], "must be 1 or more, got 0"),
         (["--step-seconds", "x"], "'x' is not a number of seconds"),
         (["--fake-kubelet"], "need --kubeconfig"),
         (["--kubeconfig", str(tmp_path / "missing")], "no such file"),
@@ -133,3 +135,15 @@ def test_the_operator_sends_the_smallest_status_patch(old: dict[str, Any], new: 
     assert patch == merge_diff(old, new)
     assert dict(merge_patch_dict(old, patch)) == new
     assert "steps" not in patch or set(patch["steps"]) <= {"a", "b"}
+
+
+def test_repeated_runs_report_each_ratio_s_spread() -> None:
+    def run(wall: float, alone: float) -> Result:
+        ratio = Ratio("slowest/alone", "concurrent.wall_s", "alone.wall_s", "<= 1.2")
+        measured = {"concurrent": {"wall_s": wall}, "alone": {"wall_s": alone}}
+        return Result("concurrent", {}, measurements=measured, ratios=[ratio])
+
+    text = repeated([run(12.0, 6.0), run(7.5, 6.0), run(9.0, 6.0), run(1.0, 0.0)])
+    assert text.splitlines()[0] == "== concurrent: each ratio over 4 runs"
+    # min, median and max of 2.0, 1.25 and 1.5; the run whose baseline is 0 has no ratio and is left out.
+    assert text.splitlines()[2].split() == ["slowest/alone", "1.25", "1.5", "2", "<=", "1.2"]
