@@ -302,6 +302,7 @@ class RunController:
         when the status itself moved on or the run is gone: then the pass's decisions are stale."""
         namespace, name = key
         current = run.get("status") or {}
+        patch = merge_patch(current, status)
         version = run["metadata"].get("resourceVersion")
         for _attempt in range(2):
             try:
@@ -311,7 +312,7 @@ class RunController:
                     kube.PipelineRun,
                     namespace,
                     name,
-                    merge_patch(current, status),
+                    patch,
                     resource_version=version,
                 )
             except (pykube.exceptions.HTTPError, requests.HTTPError) as err:
