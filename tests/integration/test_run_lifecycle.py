@@ -11,6 +11,7 @@ from tests.integration.test_run_operator import (
     DIAMOND,
     NS,
     OPERATOR,
+    RUNS,
     fail_steps,
     finished,
     jobs,
@@ -23,8 +24,6 @@ from tests.integration.test_run_operator import (
 from tests.support.cluster import Cluster
 from tests.support.kubelet import Outcome
 from tests.support.waiting import wait_for
-
-RUNS = "orchest.io/v1alpha1/pipelineruns"
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,7 @@ from tests.support.waiting import wait_for
 
 OPERATOR = "orchest_operator.handlers"
 NS = "team"
+RUNS = "orchest.io/v1alpha1/pipelineruns"
 DIAMOND = [
     {"name": "a", "file": "a.ipynb"},
     {"name": "b", "file": "b.py", "dependsOn": ["a"]},
@@ -51,7 +52,7 @@ def run(name: str = "r1", pipeline_name: str = "p", **spec: Any) -> dict[str, An
 
 
 def status(cluster: Cluster, name: str = "r1", namespace: str = NS) -> dict[str, Any]:
-    return (cluster.peek("orchest.io/v1alpha1/pipelineruns", name, namespace) or {}).get("status") or {}
+    return (cluster.peek(RUNS, name, namespace) or {}).get("status") or {}
 
 
 def finished(cluster: Cluster, name: str = "r1", namespace: str = NS) -> Any:
@@ -78,11 +79,7 @@ def fail_steps(*names: str, message: str | None = None) -> Any:
 
 async def start(cluster: Cluster, *objects: dict[str, Any]) -> None:
     for obj in objects:
-        resource = (
-            "orchest.io/v1alpha1/pipelines"
-            if obj["kind"] == "Pipeline"
-            else "orchest.io/v1alpha1/pipelineruns"
-        )
+        resource = "orchest.io/v1alpha1/pipelines" if obj["kind"] == "Pipeline" else RUNS
         await cluster.api.create(resource, obj)
 
 
@@ -291,8 +288,8 @@ async def test_restart_after_job_created_but_before_status_written(
         pipeline(steps=[{"name": "a", "file": "x.py"}, {"name": "b", "file": "y.py", "dependsOn": ["a"]}]),
     )
     obj = run()
-    await cluster.api.create("orchest.io/v1alpha1/pipelineruns", obj)
-    stored = cluster.peek("orchest.io/v1alpha1/pipelineruns", "r1", NS)
+    await cluster.api.create(RUNS, obj)
+    stored = cluster.peek(RUNS, "r1", NS)
     # What the operator would have written before dying: a snapshot, step a started, no Job status yet.
     from orchest_operator.builders.job import JobOptions, step_job
     from orchest_operator.models import PipelineSpec
@@ -326,8 +323,8 @@ async def test_deleting_a_run_cascades_to_its_jobs_and_pods(cluster: Cluster, op
     kubelet = await fake_kubelet(run_time=60, job_complete_delay=0.05)
     await start(cluster, pipeline(), run())
     await wait_for(lambda: cluster.peek_all("v1/pods", NS), timeout=10)
-    await cluster.api.delete("orchest.io/v1alpha1/pipelineruns", "r1", NS)
-    await wait_for(lambda: cluster.peek("orchest.io/v1alpha1/pipelineruns", "r1", NS) is None, timeout=5)
+    await cluster.api.delete(RUNS, "r1", NS)
+    await wait_for(lambda: cluster.peek(RUNS, "r1", NS) is None, timeout=5)
     removed = await kubelet.collect_garbage()
     assert any(naming.job_name("r1", "a") in r for r in removed)
     assert jobs(cluster) == [] and cluster.peek_all("v1/pods", NS) == []

@@ -12,11 +12,20 @@ import asyncio
 
 import pytest
 
-from tests.integration.test_run_operator import NS, OPERATOR, finished, jobs, pipeline, run, start, status
+from tests.integration.test_run_operator import (
+    NS,
+    OPERATOR,
+    RUNS,
+    finished,
+    jobs,
+    pipeline,
+    run,
+    start,
+    status,
+)
 from tests.support.cluster import Cluster
 from tests.support.waiting import wait_for
 
-RUNS = "orchest.io/v1alpha1/pipelineruns"
 CHAIN = [{"name": "s0", "file": "s.py"}] + [
     {"name": f"s{i}", "file": "s.py", "dependsOn": [f"s{i - 1}"]} for i in range(1, 5)
 ]

@@ -12,6 +12,7 @@ from orchest_operator import naming
 from tests.integration.test_run_operator import (
     NS,
     OPERATOR,
+    RUNS,
     finished,
     jobs,
     pipeline,
@@ -24,7 +25,6 @@ from tests.support.cluster import Cluster
 from tests.support.kubelet import Outcome
 from tests.support.waiting import WaitTimeout, wait_for
 
-RUNS = "orchest.io/v1alpha1/pipelineruns"
 ONE = [{"name": "only", "file": "x.py"}]
 
 
