@@ -94,6 +94,8 @@ def test_measurements_come_from_the_runs(results: dict[str, dict[str, Any]]) -> 
     assert fanout["operator"]["requests_per_step"]["by_request"]["POST batch/v1/jobs"] == pytest.approx(1.0)
     concurrent = results["concurrent"]["measurements"]
     assert concurrent["operator"]["peak_rss_mb"] >= concurrent["operator"]["idle_rss_mb"] > 0
+    assert concurrent["bare"]["slowest_wall_s"] >= concurrent["bare"]["median_wall_s"] > 0
+    assert concurrent["harness"]["busy"] > 0 and concurrent["operator"]["busy"] > 0
     status = results["status"]["measurements"]
     assert status["object"]["bytes"] > status["object"]["snapshot_bytes"] > 0
     writes = status["status_writes"]
