@@ -19,6 +19,7 @@ from orchest_operator.models import (
     SelectionMode,
     Step,
     StepPhase,
+    step_phase,
 )
 
 _NAME = re.compile(DNS1123_LABEL)
@@ -124,7 +125,7 @@ class Dag:
         Every step that did not succeed reruns, and so does everything downstream of it: its inputs change.
         """
         selected_set = set(selected)
-        failed = {n for n in selected_set if not StepPhase(previous.get(n, StepPhase.PENDING)).ok}
+        failed = {n for n in selected_set if not step_phase(previous.get(n, StepPhase.PENDING)).ok}
         again = failed.union(*(nx.descendants(self.graph, n) for n in failed)) & selected_set
         run = [n for n in self.order if n in again]
         reused = [n for n in self.order if n in selected_set and n not in again]
@@ -140,11 +141,11 @@ class Dag:
         for name in self.order:
             if (
                 name not in selected_set
-                or StepPhase(states.get(name, StepPhase.PENDING)) is not StepPhase.PENDING
+                or step_phase(states.get(name, StepPhase.PENDING)) is not StepPhase.PENDING
             ):
                 continue
             for dep in self.graph.predecessors(name):
-                phase = StepPhase(
+                phase = step_phase(
                     states.get(dep, StepPhase.PENDING if dep in selected_set else StepPhase.SUCCEEDED)
                 )
                 if dep in found or (phase.finished and not phase.ok):
@@ -168,7 +169,7 @@ class Dag:
         """
         selected_set = set(selected)
         selected_list = [n for n in self.order if n in selected_set]
-        phases = {n: StepPhase(states.get(n, StepPhase.PENDING)) for n in selected_list}
+        phases = {n: step_phase(states.get(n, StepPhase.PENDING)) for n in selected_list}
         if FailurePolicy(failure_policy) is FailurePolicy.FAIL_FAST and any(
             p.finished and not p.ok and p is not StepPhase.SKIPPED for p in phases.values()
         ):

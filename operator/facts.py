@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from orchest_operator.dag import Dag
-from orchest_operator.models import ConditionStatus, FailurePolicy, RunPhase, StepPhase
+from orchest_operator.models import ConditionStatus, FailurePolicy, RunPhase, StepPhase, step_phase
 
 
 class Reason:
@@ -59,7 +59,7 @@ class Decision:
 
 
 def progress(phases: Mapping[str, StepPhase | str]) -> str:
-    done = sum(1 for p in phases.values() if StepPhase(p).ok)
+    done = sum(1 for p in phases.values() if step_phase(p).ok)
     return f"{done}/{len(phases)}"
 
 
@@ -79,7 +79,7 @@ def decide(
 
     ``observed`` may omit steps (they are Pending). ``Reused`` steps count as succeeded.
     """
-    phases = {n: StepPhase(observed.get(n, StepPhase.PENDING)) for n in selected}
+    phases = {n: step_phase(observed.get(n, StepPhase.PENDING)) for n in selected}
 
     def unfinished(to: StepPhase, stopping: StepPhase) -> tuple[list[str], dict[str, StepPhase]]:
         stop = [n for n, p in phases.items() if p is StepPhase.RUNNING]

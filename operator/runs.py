@@ -211,6 +211,10 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
     return dag
 
 
+_OBSERVED = ("phase", "attempts", "start_time", "completion_time", "message", "failure", "job_name")
+"""The fields of a step's record that its Job and pods determine, in the order ``_observe`` compares them."""
+
+
 def _observe(
     status: PipelineRunStatus, observed: Observed, run_uid: str | None, *, stopping: bool
 ) -> tuple[dict[str, StepPhase], list[Event], dict[str, StepStatus]]:
@@ -242,18 +246,30 @@ def _observe(
             new = rec.model_copy(update={"phase": StepPhase.FAILED, "message": message})
             events.append(Event("Warning", "StepFailed", f"step {name}: {message}"))
         elif seen is not None:
-            update = {
-                "phase": seen.phase,
-                "attempts": seen.attempts,
-                "start_time": rec.start_time or seen.start_time,
-                "completion_time": seen.completion_time,
-                "message": seen.message,
-                "failure": seen.failure,
-                "job_name": jobs[name].name,
-            }
+            fields = (
+                seen.phase,
+                seen.attempts,
+                rec.start_time or seen.start_time,
+                seen.completion_time,
+                seen.message,
+                seen.failure,
+                jobs[name].name,
+            )
             # Most running steps did not change since the last pass: keep their record as it is.
-            unchanged = all(getattr(rec, key) == value for key, value in update.items())
-            new = rec if unchanged else rec.model_copy(update=update)
+            recorded = (
+                rec.phase,
+                rec.attempts,
+                rec.start_time,
+                rec.completion_time,
+                rec.message,
+                rec.failure,
+                rec.job_name,
+            )
+            new = (
+                rec
+                if recorded == fields
+                else rec.model_copy(update=dict(zip(_OBSERVED, fields, strict=True)))
+            )
             if seen.phase is StepPhase.FAILED:
                 events.append(Event("Warning", "StepFailed", f"step {name} failed: {seen.message}"))
         elif rec.phase is StepPhase.RUNNING and rec.job_name not in observed.in_flight and not stopping:

@@ -20,6 +20,7 @@ from orchest_operator.models import (
     Step,
     StepPhase,
     Volume,
+    step_phase,
 )
 
 
@@ -182,6 +183,13 @@ def test_phase_helpers() -> None:
     ]
     assert [p for p in StepPhase if p.ok] == [StepPhase.SUCCEEDED, StepPhase.REUSED]
     assert [p for p in RunPhase if p.finished] == [RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELLED]
+
+
+def test_step_phase_converts_like_the_enum() -> None:
+    for phase in StepPhase:
+        assert step_phase(phase.value) is phase and step_phase(phase) is phase
+    with pytest.raises(ValueError, match="'Done' is not a valid StepPhase"):
+        step_phase("Done")
 
 
 def test_spec_step_lookup() -> None:
