@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bench.cli import parser
 from tests.support.deploy import CHART
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,3 +53,20 @@ def test_e2e_installs_the_chart_with_values_that_exist() -> None:
     run = next(s for j in flow["jobs"].values() for s in j["steps"] if "tests/e2e" in s.get("run", ""))
     assert run["env"]["ORCHEST_E2E"] == "1"
     assert "orchest-step-runner" in run["env"]["ORCHEST_E2E_STEP_IMAGE"]
+
+
+def test_e2e_benchmarks_use_options_that_exist() -> None:
+    """The cluster benchmarks run only on GitHub: their command line must parse, and the metrics they
+    scrape must be the port the chart serves."""
+    text = scripts(workflow("e2e.yml"))
+    command = re.search(r"\.venv/bin/python -m bench (.+?)\n\s*(?:\n|$)", text.replace("\\\n", " "), re.S)
+    assert command, "no benchmark step in e2e.yml"
+    args = parser().parse_args(shlex.split(command.group(1)))
+    assert (
+        args.kubeconfig
+        and args.metrics_url
+        and set(args.names) <= {"chain", "fanout", "concurrent", "status"}
+    )
+    port = yaml.safe_load((CHART / "values.yaml").read_text())["metrics"]["port"]
+    assert f"port-forward deployment/orchest-operator {port}:{port}" in text
+    assert f"127.0.0.1:{port}/metrics" in command.group(1)
