@@ -45,7 +45,6 @@ class Recorder:
         self.run_diffs: list[int] = []
         """Sizes of the smallest merge patches between consecutive status versions seen."""
         self._statuses: dict[str, dict[str, Any]] = {}
-        self._pod_waiters: dict[str, list[asyncio.Future[float]]] = {}
         self._changed = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -89,16 +88,6 @@ class Recorder:
         if run is not None and run in self.run_reason and not predicate():
             raise RuntimeError(f"run {run} failed ({self.run_reason[run]}) before {what}")
 
-    def pod_done(self, job: str) -> asyncio.Future[float]:
-        """When a pod of ``job`` is first seen Succeeded. Cheaper than ``wait`` for many waiters at once,
-        which re-checks every waiter's predicate on every event."""
-        future = asyncio.get_running_loop().create_future()
-        if job in self.pod_succeeded:
-            future.set_result(self.pod_succeeded[job])
-        else:
-            self._pod_waiters.setdefault(job, []).append(future)
-        return future
-
     def all_pods_succeeded(self, jobs: Iterable[str]) -> bool:
         """Every Job seen created and a pod of each seen Succeeded (Jobs and pods come on separate
         watch streams, so one may be seen before the other)."""
@@ -139,9 +128,6 @@ class Recorder:
             job = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
             if job and (obj.get("status") or {}).get("phase") == "Succeeded":
                 self.pod_succeeded.setdefault(job, now)
-                for future in self._pod_waiters.pop(job, ()):
-                    if not future.done():
-                        future.set_result(self.pod_succeeded[job])
         else:
             status = obj.get("status") or {}
             self.run_phase.setdefault((name, status.get("phase", "Pending")), now)

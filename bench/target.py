@@ -14,11 +14,12 @@ import collections
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.bare_engine import BareEngine, PlanJob
 from bench.emulator import OPERATOR, CountingEmulator, serving
 from bench.operator_process import OperatorProcess, ProcessStats, scrape
 from bench.workloads import CLAIM, JOBS, PODS, RUNS, step_file
@@ -76,11 +77,17 @@ class Arena:
     namespace: str
     options: TargetOptions
     clients: dict[str, KubeApi]
+    kubeconfig: Path
+    """How processes of the benchmark's own (the bare engine) reach the API server."""
     emulator: CountingEmulator | None = None
     operator: OperatorProcess | None = None
 
     def client(self, role: str) -> KubeApi:
         return self.clients[role]
+
+    def bare_engine(self, jobs: Sequence[PlanJob]) -> Awaitable[BareEngine]:
+        """A started bare engine for ``jobs`` in this namespace (see ``bench.bare_engine``)."""
+        return BareEngine.start(self.kubeconfig, self.options.context, self.namespace, jobs)
 
     @property
     def image(self) -> str:
@@ -161,7 +168,7 @@ async def _emulated(options: TargetOptions, name: str, namespace: str) -> AsyncI
     async with serving(directory / "kubeconfig", options.api_latency) as emulated:
         clients = {role: emulated.client(role) for role in ROLES}
         operator = await OperatorProcess.start(emulated.kubeconfig, directory / "operator.log")
-        place = Arena(namespace, options, clients, emulated.emulator, operator)
+        place = Arena(namespace, options, clients, emulated.kubeconfig, emulated.emulator, operator)
         try:
             watched = (RUNS, JOBS, PODS)
 
@@ -183,7 +190,8 @@ async def _emulated(options: TargetOptions, name: str, namespace: str) -> AsyncI
 @contextlib.asynccontextmanager
 async def _cluster(options: TargetOptions, namespace: str, seconds: Iterable[float]) -> AsyncIterator[Arena]:
     api = KubeApi.from_kubeconfig(str(options.kubeconfig), options.context)
-    place = Arena(namespace, options, dict.fromkeys(ROLES, api))
+    assert options.kubeconfig is not None
+    place = Arena(namespace, options, dict.fromkeys(ROLES, api), options.kubeconfig)
     try:
         await api.create("v1/namespaces", {"metadata": {"name": namespace}})
         try:

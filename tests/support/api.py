@@ -95,7 +95,9 @@ class KubeApi:
         return cls(aiohttp.ClientSession(headers=dict(headers or {})), url)
 
     @classmethod
-    def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> KubeApi:
+    def from_kubeconfig(
+        cls, path: str | None = None, context: str | None = None, *, headers: Mapping[str, str] | None = None
+    ) -> KubeApi:
         """Connect with the credentials the official client's loader finds (``KUBECONFIG`` by default).
 
         The loader resolves tokens, exec plugins and embedded certificates into files; only its result is
@@ -105,10 +107,10 @@ class KubeApi:
 
         cfg = client.Configuration()
         config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
-        headers: dict[str, str] = {}
+        sent = dict(headers or {})
         token = cfg.get_api_key_with_prefix("authorization")
         if token:
-            headers["Authorization"] = token
+            sent["Authorization"] = token
         ssl_context: ssl.SSLContext | bool = True
         if cfg.host.startswith("https"):
             context_ = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
@@ -118,7 +120,7 @@ class KubeApi:
                 context_.check_hostname = False
                 context_.verify_mode = ssl.CERT_NONE
             ssl_context = context_
-        return cls(aiohttp.ClientSession(headers=headers), cfg.host, ssl_context=ssl_context)
+        return cls(aiohttp.ClientSession(headers=sent), cfg.host, ssl_context=ssl_context)
 
     async def close(self) -> None:
         await self._session.close()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from kmock._internal.dicts import merge_patch_dict
 
+from bench.bare_engine import Plan, plan_job
 from bench.cli import NAMES, main
 from bench.emulator import merge_diff
 from bench.report import Ratio, Result, repeated
@@ -149,3 +150,17 @@ def test_repeated_runs_report_each_ratio_s_spread() -> None:
     assert text.splitlines()[0] == "== concurrent: each ratio over 4 runs"
     # min, median and max of 2.0, 1.25 and 1.5; the run whose baseline is 0 has no ratio and is left out.
     assert text.splitlines()[2].split() == ["slowest/alone", "1.25", "1.5", "2", "<=", "1.2"]
+
+
+def test_the_bare_engine_releases_a_job_when_all_it_needs_succeeded() -> None:
+    def job(name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name}}
+
+    plan = Plan([plan_job(job("a")), plan_job(job("b"), ["a"]), plan_job(job("c"), ["a", "b"])])
+    assert plan.first() == ["a"]
+    assert plan.succeed("a") == ["b"]
+    assert plan.succeed("a") == [], "a pod seen Succeeded twice releases nothing twice"
+    assert plan.succeed("elsewhere") == []
+    assert plan.succeed("b") == ["c"]
+    with pytest.raises(ValueError, match=r"the plan needs Jobs it does not hold: \['x'\]"):
+        Plan([plan_job(job("a"), ["x"])])
