@@ -1,6 +1,7 @@
 """Chain: N sequential steps, the operator against a bare watcher that starts Job k+1 the moment Job k's
-pod has Succeeded (the floor Kubernetes sets) and one that waits for Job k's ``Complete`` condition (what
-a naive Job-per-step engine gets: the Job controller marks a Job Complete about a second after its pod).
+pod has Succeeded (the floor Kubernetes sets; ``bench.bare_engine``, a process of its own with its own
+watch, as the operator) and one that waits for Job k's ``Complete`` condition (what a naive Job-per-step
+engine gets: the Job controller marks a Job Complete about a second after its pod).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from bench.bare_engine import plan_job
 from bench.operator_process import histogram
 from bench.recorder import Recorder
 from bench.report import Ratio, Result, percentile, spread
@@ -63,19 +65,41 @@ async def _operator(arena: Arena, recorder: Recorder, n: int, seconds: float) ->
     }
 
 
-async def _bare(arena: Arena, recorder: Recorder, n: int, seconds: float, complete: bool) -> dict[str, Any]:
-    """Create Job k+1 as soon as the recorder's watch shows Job k's pod Succeeded (or Job k Complete)."""
-    tag = f"{'complete' if complete else 'floor'}-{round(seconds * 1000)}ms"
+async def _floor(arena: Arena, recorder: Recorder, n: int, seconds: float) -> dict[str, Any]:
+    """The bare engine (a process of its own, with its own watch, as the operator) creates Job k+1 as
+    soon as it sees Job k's pod Succeeded."""
+    tag = f"floor-{round(seconds * 1000)}ms"
+    ns, file = arena.namespace, step_file(seconds)
+    jobs = [f"{tag}-{i}" for i in range(n)]
+    plan = [
+        plan_job(bare_job(job, ns, tag, file, arena.image), jobs[i - 1 : i]) for i, job in enumerate(jobs)
+    ]
+    async with await arena.bare_engine(plan) as engine:
+        began = await engine.go()
+        await engine.done(TIMEOUT_PER_STEP * n)
+        await recorder.wait(lambda: recorder.all_pods_succeeded(jobs), TIMEOUT_PER_STEP, f"pods of {tag}")
+    return {
+        "wall_s": recorder.pod_succeeded[jobs[-1]] - began,
+        "pod_p50_s": _pod_p50(recorder, jobs),
+        "reactions": _reactions(recorder, jobs),
+    }
+
+
+async def _job_complete(arena: Arena, recorder: Recorder, n: int, seconds: float) -> dict[str, Any]:
+    """Create Job k+1 once the benchmark's watch shows Job k ``Complete``: the naive engine. Its second
+    of Job controller delay per step dwarfs where it runs, so it runs here."""
+    tag = f"complete-{round(seconds * 1000)}ms"
     api, ns = arena.client("baseline"), arena.namespace
     jobs = [f"{tag}-{i}" for i in range(n)]
-    done = recorder.job_complete if complete else recorder.pod_succeeded
     began = time.perf_counter()
     for job in jobs:
         await api.create(JOBS, bare_job(job, ns, tag, step_file(seconds), arena.image))
-        await recorder.wait(lambda job=job: job in done, TIMEOUT_PER_STEP, f"baseline Job {job} done")
+        await recorder.wait(
+            lambda job=job: job in recorder.job_complete, TIMEOUT_PER_STEP, f"baseline Job {job} done"
+        )
     await recorder.wait(lambda: recorder.all_pods_succeeded(jobs), TIMEOUT_PER_STEP, f"pods of {tag}")
     return {
-        "wall_s": done[jobs[-1]] - began,
+        "wall_s": recorder.job_complete[jobs[-1]] - began,
         "pod_p50_s": _pod_p50(recorder, jobs),
         "reactions": _reactions(recorder, jobs),
     }
@@ -95,8 +119,8 @@ async def bench_chain(
         for seconds in step_seconds:
             async with arena.kubelet(seconds, job_complete_delay):
                 op = await _operator(arena, recorder, n, seconds)
-                floor = await _bare(arena, recorder, n, seconds, complete=False)
-                naive = await _bare(arena, recorder, n, seconds, complete=True)
+                floor = await _floor(arena, recorder, n, seconds)
+                naive = await _job_complete(arena, recorder, n, seconds)
             operator_reactions += op.pop("reactions")
             floor_reactions += floor.pop("reactions")
             naive.pop("reactions")
@@ -118,8 +142,9 @@ async def bench_chain(
     if before is not None and after is not None:
         result.measurements["operator_histogram"] = histogram(before, after)
     result.notes += [
-        "wall_s: operator = run created -> run seen Succeeded; floor = first Job created -> last pod seen "
-        "Succeeded; job_complete = first Job created -> last Job seen Complete",
+        "wall_s: operator = run created -> run seen Succeeded; floor = the bare engine (a process of its "
+        "own, watching pods) told to go -> last pod seen Succeeded; job_complete = first Job created -> "
+        "last Job seen Complete",
         "last_pod_s: run created -> the operator's last step pod seen Succeeded (same end point as floor)",
         "pod_p50_s: median Job seen created -> its pod seen Succeeded; wall ~ n x (pod_p50_s + reaction)",
         "reaction_s: pod of step k seen Succeeded -> Job of step k+1 seen created, on the benchmark's watch; "
