@@ -105,12 +105,13 @@ async def drive(api: KubeApi, namespace: str, plan: Plan, lines: asyncio.StreamR
         if (await lines.readline()).strip() != b"go":
             raise RuntimeError("expected go")
         create(plan.first())
-        while len(created) < len(plan.manifests) or not all(t.done() for t in created):
-            if watching.done():
-                watching.result()
+        while True:
+            for task in (*created, watching):
+                if task.done() and task.exception() is not None:
+                    task.result()  # a refused create or a broken watch ends the engine, with its error
+            if len(created) == len(plan.manifests) and all(t.done() for t in created):
+                break
             await asyncio.wait([*(t for t in created if not t.done()), watching], timeout=0.5)
-        for task in created:
-            task.result()
         print("done", flush=True)
         await lines.read()  # stay, for the benchmark to read this process's CPU time, until stdin closes
     finally:

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from kmock._internal.dicts import merge_patch_dict
 
-from bench.bare_engine import Plan, plan_job
+from bench.bare_engine import BareEngine, Plan, plan_job
 from bench.cli import NAMES, main
 from bench.emulator import merge_diff
 from bench.report import Ratio, Result, repeated
 from orchest_operator.run_controller import merge_patch
+from tests.support.cluster import write_kubeconfig
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -164,3 +165,10 @@ def test_the_bare_engine_releases_a_job_when_all_it_needs_succeeded() -> None:
     assert plan.succeed("b") == ["c"]
     with pytest.raises(ValueError, match=r"the plan needs Jobs it does not hold: \['x'\]"):
         Plan([plan_job(job("a"), ["x"])])
+
+
+async def test_the_bare_engine_says_why_it_cannot_start(tmp_path: Path) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:1")
+    refused = r"the bare engine said .error: Cannot connect to host 127\.0\.0\.1:1.* where 'ready'"
+    with pytest.raises(RuntimeError, match=refused):
+        await BareEngine.start(kubeconfig, None, "ns", [plan_job({"metadata": {"name": "a"}})])
