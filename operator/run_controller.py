@@ -33,7 +33,7 @@ from orchest_operator import kube, metrics, naming, queue
 from orchest_operator.builders.job import JobOptions
 from orchest_operator.coalesce import Coalescer
 from orchest_operator.dag import Dag
-from orchest_operator.models import API_VERSION, ConcurrencyPolicy, PipelineRunStatus, RunPhase
+from orchest_operator.models import ConcurrencyPolicy, PipelineRunStatus, RunPhase
 from orchest_operator.observe import JobView, PodView
 from orchest_operator.runs import Actions, Inputs, Observed, current_status, parse_time, reconcile
 
@@ -341,8 +341,8 @@ class RunController:
         for other in runs:
             if not (other.get("status") or {}).get("startTime"):
                 run_key = (namespace, other["metadata"]["name"])
-                # As good as a GET, for a run whose watch event is not in yet (list items may lack a kind).
-                self._latest.setdefault(run_key, {"apiVersion": API_VERSION, "kind": "PipelineRun", **other})
+                # As good as a GET, for a run whose watch event is not in yet.
+                self._latest.setdefault(run_key, other)
                 self.poke(*run_key)
         if pipeline_obj is None:
             return  # runs of a deleted pipeline are the user's to keep
