@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -213,6 +214,7 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
 
 _OBSERVED = ("phase", "attempts", "start_time", "completion_time", "message", "failure", "job_name")
 """The fields of a step's record that its Job and pods determine, in the order ``_observe`` compares them."""
+_recorded = attrgetter(*_OBSERVED)
 
 
 def _observe(
@@ -256,18 +258,9 @@ def _observe(
                 jobs[name].name,
             )
             # Most running steps did not change since the last pass: keep their record as it is.
-            recorded = (
-                rec.phase,
-                rec.attempts,
-                rec.start_time,
-                rec.completion_time,
-                rec.message,
-                rec.failure,
-                rec.job_name,
-            )
             new = (
                 rec
-                if recorded == fields
+                if _recorded(rec) == fields
                 else rec.model_copy(update=dict(zip(_OBSERVED, fields, strict=True)))
             )
             if seen.phase is StepPhase.FAILED:
