@@ -19,14 +19,13 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from bench.operator_process import ProcessStats, process_stats
-from tests.support.api import ApiError, KubeApi
+from bench.streams import objects
+from tests.support.api import KubeApi
 
 JOBS = "batch/v1/jobs"
 PODS = "v1/pods"
@@ -71,20 +70,6 @@ class Plan:
         return released
 
 
-async def _pod_events(api: KubeApi, namespace: str, version: str) -> AsyncIterator[dict[str, Any]]:
-    """Pods of the namespace from ``version`` on, resuming after the server closes the stream."""
-    while True:
-        try:
-            async for event in api.watch(PODS, namespace, resource_version=version):
-                obj = event.get("object") or {}
-                if event.get("type") == "ERROR":
-                    raise RuntimeError(f"the pod watch failed: {obj.get('message')}")
-                version = (obj.get("metadata") or {}).get("resourceVersion", version)
-                yield obj
-        except (aiohttp.ClientError, ApiError, OSError):
-            await asyncio.sleep(0.1)
-
-
 async def drive(api: KubeApi, namespace: str, plan: Plan, lines: asyncio.StreamReader) -> None:
     _, version = await api.list_with_version(PODS, namespace)
     created: list[asyncio.Task[Any]] = []
@@ -93,7 +78,8 @@ async def drive(api: KubeApi, namespace: str, plan: Plan, lines: asyncio.StreamR
         created.extend(asyncio.create_task(api.create(JOBS, plan.manifests[n])) for n in names)
 
     async def follow() -> None:
-        async for pod in _pod_events(api, namespace, version):
+        # From the list's version on; pods listed again after an expired version release nothing twice.
+        async for _kind, pod in objects(api, PODS, namespace, version=version):
             labels = (pod.get("metadata") or {}).get("labels") or {}
             job = labels.get(JOB_NAME) or labels.get("job-name")
             if job and (pod.get("status") or {}).get("phase") == "Succeeded":

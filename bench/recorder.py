@@ -13,11 +13,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import aiohttp
-
 from bench.emulator import compact, merge_diff
+from bench.streams import objects
 from bench.workloads import JOBS, PODS, RUNS
-from tests.support.api import ApiError, KubeApi
+from tests.support.api import KubeApi
 
 
 def _true(obj: dict[str, Any], kind: str) -> bool:
@@ -94,26 +93,9 @@ class Recorder:
         return all(j in self.pod_succeeded and j in self.job_created for j in jobs)
 
     async def _follow(self, resource: str, ready: asyncio.Event) -> None:
-        """List, then watch from the list's version, resuming after disconnects (a real server closes
-        watches every few minutes); an expired version means listing again."""
-        version: str | None = None
-        while True:
-            try:
-                if version is None:
-                    items, version = await self.api.list_with_version(resource, self.namespace)
-                    for obj in items:
-                        await self._saw(resource, obj)
-                    ready.set()
-                async for event in self.api.watch(resource, self.namespace, resource_version=version):
-                    obj = event.get("object") or {}
-                    if event.get("type") == "ERROR":
-                        version = None
-                        break
-                    version = (obj.get("metadata") or {}).get("resourceVersion", version)
-                    if event.get("type") in ("ADDED", "MODIFIED"):
-                        await self._saw(resource, obj)
-            except (aiohttp.ClientError, ApiError, OSError):
-                await asyncio.sleep(0.1)
+        async for kind, obj in objects(self.api, resource, self.namespace, listed=ready):
+            if kind in ("ADDED", "MODIFIED"):
+                await self._saw(resource, obj)
 
     async def _saw(self, resource: str, obj: dict[str, Any]) -> None:
         now = time.perf_counter()
