@@ -19,14 +19,16 @@ from orchest_operator.run_controller import RunController, index_key
 OURS = {naming.LABEL_RUN: kopf.PRESENT}
 
 
+# Every handler here is async: kopf runs a sync handler in its thread pool, behind an ``asyncio.shield``
+# task, and each Job and pod event calls two of them. The work in each is a few dict reads.
 @kopf.index("batch", "v1", "jobs", labels=OURS)
-def run_jobs(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, JobView]:
+async def run_jobs(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, JobView]:
     key = index_key(namespace, body)
     return {key: JobView.of(body)} if key else {}
 
 
 @kopf.index("", "v1", "pods", labels=OURS)
-def run_pods(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, PodView]:
+async def run_pods(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, PodView]:
     key = index_key(namespace, body)
     return {key: PodView.of(body)} if key else {}
 
@@ -39,7 +41,6 @@ def _bound(run_jobs: kopf.Index[Any, JobView], run_pods: kopf.Index[Any, PodView
     return ctl
 
 
-# Handlers are async on purpose: they only poke the controller, on the event loop, without a thread hop.
 @kopf.on.event("orchest.io", "v1alpha1", "pipelineruns")
 async def run_event(
     namespace: str, name: str, type: str | None, body: kopf.Body, run_jobs: Any, run_pods: Any, **_: Any
