@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import pykube
@@ -62,10 +63,49 @@ def client() -> pykube.HTTPClient:
 POOL_SIZE = 32
 
 
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class TokenFileAdapter(pykube.http.KubernetesHTTPAdapter):
+    """Sends the service account token that is in the file now.
+
+    The kubelet rewrites a pod's projected token well before it expires (an hour by default), but
+    pykube reads it once. Unless the API server extends old tokens (up to a year, and not every
+    cluster does), a long-running operator would then get 401 on every call. A stat per request is
+    a few microseconds; the file is read again only when it changed."""
+
+    def __init__(self, config: pykube.KubeConfig, token_file: Path, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.token_file = token_file
+        self._seen: tuple[int, int] | None = None  # read it at the first request, whatever pykube read
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self.token_file.stat()  # through the kubelet's symlinks: a new token is a new file
+        except OSError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        stamp = self._stamp()
+        if stamp is not None and stamp != self._seen:
+            self.kube_config.user["token"] = self.token_file.read_text(encoding="utf-8")
+            self._seen = stamp
+        return super().send(request, **kwargs)
+
+
 @functools.cache
 def _client_for(kubeconfig: str | None) -> pykube.HTTPClient:
-    config = pykube.KubeConfig.from_env()
-    adapter = pykube.http.KubernetesHTTPAdapter(config, pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
+    # As pykube's ``KubeConfig.from_env``: the pod's service account if there is one, else the kubeconfig.
+    pool = {"pool_connections": POOL_SIZE, "pool_maxsize": POOL_SIZE}
+    adapter: pykube.http.KubernetesHTTPAdapter
+    try:
+        config = pykube.KubeConfig.from_service_account(str(SERVICE_ACCOUNT))
+    except FileNotFoundError:
+        config = pykube.KubeConfig.from_file()
+        adapter = pykube.http.KubernetesHTTPAdapter(config, **pool)
+    else:
+        adapter = TokenFileAdapter(config, SERVICE_ACCOUNT / "token", **pool)
     api = pykube.HTTPClient(config, timeout=30, http_adapter=adapter)
     # requests reads the proxy and CA bundle variables and looks for ~/.netrc on every request (a quarter
     # of its time per request here). The environment does not change while the process runs: resolve

@@ -1,10 +1,15 @@
-"""The operator's API client: proxy and CA bundle settings are taken from the environment once."""
+"""The operator's API client: proxy and CA bundle settings are taken from the environment once, and in a
+pod the service account token is read again whenever the kubelet rotates it."""
 
 from __future__ import annotations
 
+import http.server
+import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import pykube
 import pytest
 
 from orchest_operator import kube
@@ -54,3 +59,104 @@ def test_without_proxy_variables_requests_go_direct(kubeconfig: None) -> None:
 def test_a_ca_bundle_from_the_environment_is_kept(kubeconfig: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corporate.pem")
     assert kube.client().session.verify == "/etc/ssl/corporate.pem"
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with an empty list and keeps the Authorization header it came with."""
+
+    seen: list[str | None] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.headers.get("Authorization"))
+        body = b'{"kind":"List","items":[]}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def api_server() -> Iterator[tuple[str, list[str | None]]]:
+    _Recorder.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Recorder.seen
+    server.shutdown()
+    server.server_close()
+
+
+def _rotate(token_file: Path, token: str) -> None:
+    """As the kubelet does: a new file put in place by a rename, never the old one rewritten."""
+    fresh = token_file.with_name(token_file.name + ".new")
+    fresh.write_text(token)
+    os.replace(fresh, token_file)
+
+
+def test_a_rotated_service_account_token_is_sent_from_the_next_request(
+    tmp_path: Path, api_server: tuple[str, list[str | None]]
+) -> None:
+    url, seen = api_server
+    token_file = tmp_path / "token"
+    token_file.write_text("first")
+    config = pykube.KubeConfig(
+        {
+            "clusters": [{"name": "c", "cluster": {"server": url}}],
+            "users": [{"name": "u", "user": {"token": "read-by-pykube-at-start"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u", "namespace": "ns"}}],
+            "current-context": "c",
+        }
+    )
+    api = pykube.HTTPClient(config, http_adapter=kube.TokenFileAdapter(config, token_file))
+    kube.list_objects(api, pykube.Job, "ns")
+    kube.list_objects(api, pykube.Job, "ns")
+    _rotate(token_file, "second")
+    kube.list_objects(api, pykube.Job, "ns")
+    assert seen == ["Bearer first", "Bearer first", "Bearer second"]
+
+
+def test_a_missing_token_file_keeps_the_last_token(
+    tmp_path: Path, api_server: tuple[str, list[str | None]]
+) -> None:
+    url, seen = api_server
+    token_file = tmp_path / "token"
+    token_file.write_text("first")
+    config = pykube.KubeConfig(
+        {
+            "clusters": [{"name": "c", "cluster": {"server": url}}],
+            "users": [{"name": "u", "user": {"token": "first"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "c",
+        }
+    )
+    api = pykube.HTTPClient(config, http_adapter=kube.TokenFileAdapter(config, token_file))
+    kube.list_objects(api, pykube.Job, "ns")
+    token_file.unlink()  # mid-rotation, for a moment
+    kube.list_objects(api, pykube.Job, "ns")
+    assert seen == ["Bearer first", "Bearer first"]
+
+
+def test_in_a_pod_the_client_follows_the_token_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, content in (("token", "t"), ("namespace", "orchest-system"), ("ca.crt", "")):
+        (tmp_path / name).write_text(content)
+    monkeypatch.setattr(kube, "SERVICE_ACCOUNT", tmp_path)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    kube._client_for.cache_clear()
+    try:
+        api = kube.client()
+        adapter = api.session.get_adapter("https://10.0.0.1:443/api")
+        assert isinstance(adapter, kube.TokenFileAdapter)
+        assert adapter.token_file == tmp_path / "token"
+        assert api.config.namespace == "orchest-system"
+    finally:
+        kube._client_for.cache_clear()
+
+
+def test_outside_a_pod_the_kubeconfig_token_is_used_as_it_is(kubeconfig: None) -> None:
+    adapter = kube.client().session.get_adapter("https://api.example.test:6443/api")
+    assert not isinstance(adapter, kube.TokenFileAdapter)
