@@ -90,6 +90,21 @@ def api_server() -> Iterator[tuple[str, list[str | None]]]:
     server.server_close()
 
 
+def _client(url: str, token_file: Path, token: str) -> pykube.HTTPClient:
+    """A client of ``url`` following ``token_file`` (which holds "first"), with ``token`` in its config as
+    pykube's in-cluster config would have it."""
+    token_file.write_text("first")
+    config = pykube.KubeConfig(
+        {
+            "clusters": [{"name": "c", "cluster": {"server": url}}],
+            "users": [{"name": "u", "user": {"token": token}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "c",
+        }
+    )
+    return pykube.HTTPClient(config, http_adapter=kube.TokenFileAdapter(config, token_file))
+
+
 def _rotate(token_file: Path, token: str) -> None:
     """As the kubelet does: a new file put in place by a rename, never the old one rewritten."""
     fresh = token_file.with_name(token_file.name + ".new")
@@ -101,20 +116,10 @@ def test_a_rotated_service_account_token_is_sent_from_the_next_request(
     tmp_path: Path, api_server: tuple[str, list[str | None]]
 ) -> None:
     url, seen = api_server
-    token_file = tmp_path / "token"
-    token_file.write_text("first")
-    config = pykube.KubeConfig(
-        {
-            "clusters": [{"name": "c", "cluster": {"server": url}}],
-            "users": [{"name": "u", "user": {"token": "read-by-pykube-at-start"}}],
-            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u", "namespace": "ns"}}],
-            "current-context": "c",
-        }
-    )
-    api = pykube.HTTPClient(config, http_adapter=kube.TokenFileAdapter(config, token_file))
+    api = _client(url, tmp_path / "token", "read-by-pykube-at-start")
     kube.list_objects(api, pykube.Job, "ns")
     kube.list_objects(api, pykube.Job, "ns")
-    _rotate(token_file, "second")
+    _rotate(tmp_path / "token", "second")
     kube.list_objects(api, pykube.Job, "ns")
     assert seen == ["Bearer first", "Bearer first", "Bearer second"]
 
@@ -123,19 +128,9 @@ def test_a_missing_token_file_keeps_the_last_token(
     tmp_path: Path, api_server: tuple[str, list[str | None]]
 ) -> None:
     url, seen = api_server
-    token_file = tmp_path / "token"
-    token_file.write_text("first")
-    config = pykube.KubeConfig(
-        {
-            "clusters": [{"name": "c", "cluster": {"server": url}}],
-            "users": [{"name": "u", "user": {"token": "first"}}],
-            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-            "current-context": "c",
-        }
-    )
-    api = pykube.HTTPClient(config, http_adapter=kube.TokenFileAdapter(config, token_file))
+    api = _client(url, tmp_path / "token", "first")
     kube.list_objects(api, pykube.Job, "ns")
-    token_file.unlink()  # mid-rotation, for a moment
+    (tmp_path / "token").unlink()  # mid-rotation, for a moment
     kube.list_objects(api, pykube.Job, "ns")
     assert seen == ["Bearer first", "Bearer first"]
 
