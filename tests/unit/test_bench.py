@@ -104,6 +104,10 @@ def test_measurements_come_from_the_runs(results: dict[str, dict[str, Any]]) -> 
     assert writes["count"] >= 2 and writes["total_body_bytes"] >= writes["largest_body_bytes"] > 0
     local = results["local"]["measurements"]
     assert local["orchest_sequential_s"] > 0 and local["papermill_cli_s"] > 0
+    # One notebook: its step is the median, from the command's start to its Succeeded line.
+    assert 0 < local["orchest_step_median_s"] <= local["orchest_sequential_s"]
+    assert local["papermill_cli_step_median_s"] == pytest.approx(local["papermill_cli_s"])
+    assert local["orchest_slow_steps"] == local["papermill_cli_slow_steps"] == 0
 
 
 def test_command_line_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
