@@ -41,11 +41,10 @@ SLOW_STEP_S = 2.0
 """A step this much over its side's median waited on something other than its work (a kernel's exit)."""
 
 
-def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run(command: list[str], cwd: Path) -> None:
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:3])} … failed ({done.returncode}):\n{done.stdout[-800:]}")
-    return done
 
 
 def _papermill_cli(directory: Path, names: list[str]) -> list[float]:

@@ -20,7 +20,8 @@ OURS = {naming.LABEL_RUN: kopf.PRESENT}
 
 
 # Every handler here is async: kopf runs a sync handler in its thread pool, behind an ``asyncio.shield``
-# task, and each Job and pod event calls two of them. The work in each is a few dict reads.
+# task, and each Job and pod event calls two of them (its index and its event handler), each a few dict
+# reads. Nothing here may block the event loop.
 @kopf.index("batch", "v1", "jobs", labels=OURS)
 async def run_jobs(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, JobView]:
     key = index_key(namespace, body)
