@@ -1,7 +1,7 @@
-"""Draw a pipeline's DAG as Mermaid or Graphviz text, coloured by step phase when a run is given.
+"""Draw a pipeline's DAG as Mermaid, Graphviz text or SVG, coloured by step phase when a run is given.
 
-The text formats are written here, with no dependency; SVG and PNG are Graphviz's ``dot`` rendering the
-``dot`` text, when it is installed.
+The text formats are written here and the SVG by ``dashboard.svg`` (the dashboard's own drawing), with no
+dependency; only PNG needs Graphviz's ``dot``, when it is installed.
 """
 
 from __future__ import annotations
@@ -13,21 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from orchest_operator.dag import Dag
+from orchest_operator.dashboard import svg
 from orchest_operator.models import PipelineRunStatus, PipelineSpec, StepPhase
 
-TEXT_FORMATS = ("mermaid", "dot")
-IMAGE_FORMATS = ("svg", "png")
-
-# (fill, border): light fills keep the black labels readable.
-COLOURS = {
-    StepPhase.PENDING: ("#f1f3f5", "#868e96"),
-    StepPhase.RUNNING: ("#d0ebff", "#1c7ed6"),
-    StepPhase.SUCCEEDED: ("#d3f9d8", "#2f9e44"),
-    StepPhase.FAILED: ("#ffe3e3", "#e03131"),
-    StepPhase.SKIPPED: ("#fff3bf", "#f08c00"),
-    StepPhase.CANCELLED: ("#f3d9fa", "#ae3ec9"),
-    StepPhase.REUSED: ("#c5f6fa", "#0c8599"),
-}
+TEXT_FORMATS = ("mermaid", "dot", "svg")
+IMAGE_FORMATS = ("png",)
 
 
 class GraphError(Exception):
@@ -46,9 +36,9 @@ def mermaid(spec: PipelineSpec, phases: Mapping[str, StepPhase] | None = None) -
     for source, target in _edges(dag):
         lines.append(f"    {ids[source]} --> {ids[target]}")
     if phases:
-        used = sorted({phases[n] for n in dag.order if n in phases}, key=list(COLOURS).index)
+        used = sorted({phases[n] for n in dag.order if n in phases}, key=list(StepPhase).index)
         for phase in used:
-            fill, stroke = COLOURS[phase]
+            fill, stroke = svg.colours(phase.value)
             lines.append(f"    classDef {phase.value.lower()} fill:{fill},stroke:{stroke},color:#212529")
         for phase in used:
             members = ",".join(ids[n] for n in dag.order if phases.get(n) is phase)
@@ -69,13 +59,21 @@ def dot(spec: PipelineSpec, phases: Mapping[str, StepPhase] | None = None, *, ti
     for name in dag.order:
         attributes = [f"label={_dot_quote(chr(10).join(_label(spec, name, phases)))}"]
         if phases and name in phases:
-            fill, stroke = COLOURS[phases[name]]
+            fill, stroke = svg.colours(phases[name].value)
             attributes += [f'fillcolor="{fill}"', f'color="{stroke}"']
         lines.append(f"    {_dot_quote(name)} [{', '.join(attributes)}];")
     for source, target in _edges(dag):
         lines.append(f"    {_dot_quote(source)} -> {_dot_quote(target)};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def drawing(
+    spec: PipelineSpec, phases: Mapping[str, StepPhase] | None = None, *, title: str = "pipeline"
+) -> str:
+    """An SVG drawing, laid out without Graphviz (the dashboard's)."""
+    steps = [svg.GraphStep(s.name, s.file, tuple(s.depends_on)) for s in spec.steps]
+    return svg.render(steps, {n: p.value for n, p in (phases or {}).items()}, title=title)
 
 
 def _edges(dag: Dag) -> list[tuple[str, str]]:
@@ -117,12 +115,12 @@ def run_phases(path: Path) -> dict[str, StepPhase]:
 
 
 def render(dot_text: str, fmt: str) -> bytes:
-    """SVG or PNG from ``dot`` text through Graphviz."""
+    """An image (PNG) from ``dot`` text through Graphviz."""
     program = shutil.which("dot")
     if program is None:
         raise GraphError(
             f"--format {fmt} needs Graphviz: install it (e.g. `apt-get install graphviz` or "
-            "`brew install graphviz`) so that `dot` is on PATH, or use --format dot or --format mermaid"
+            "`brew install graphviz`) so that `dot` is on PATH, or use --format svg, dot or mermaid"
         )
     done = subprocess.run([program, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, check=False)
     if done.returncode != 0:

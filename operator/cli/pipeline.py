@@ -198,6 +198,8 @@ def handle_graph(args: argparse.Namespace) -> int:
         phases = graph.run_phases(args.run) if args.run else None
         if args.format == "mermaid":
             output: str | bytes = graph.mermaid(document.spec, phases)
+        elif args.format == "svg":
+            output = graph.drawing(document.spec, phases, title=document.metadata.name)
         else:
             output = graph.dot(document.spec, phases, title=document.metadata.name)
             if args.format in graph.IMAGE_FORMATS:

@@ -346,12 +346,26 @@ def test_graph_images_need_graphviz(
 ) -> None:
     pipeline = write_pipeline(tmp_path, DIAMOND)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    code, out, err = run(capsys, "graph", str(pipeline), "--format", "svg")
+    code, out, err = run(capsys, "graph", str(pipeline), "--format", "png")
     assert (code, out) == (1, "")
     assert err == (
-        "orchest: --format svg needs Graphviz: install it (e.g. `apt-get install graphviz` or `brew install "
-        "graphviz`) so that `dot` is on PATH, or use --format dot or --format mermaid\n"
+        "orchest: --format png needs Graphviz: install it (e.g. `apt-get install graphviz` or `brew install "
+        "graphviz`) so that `dot` is on PATH, or use --format svg, dot or mermaid\n"
     )
+
+
+def test_graph_svg_needs_no_graphviz(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = write_pipeline(tmp_path, DIAMOND)
+    record = tmp_path / "run.json"
+    record.write_text(json.dumps(RUN_STATUS))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    code, out, err = run(capsys, "graph", str(pipeline), "--format", "svg", "--run", str(record))
+    assert (code, err) == (0, "")
+    assert out.startswith('<svg xmlns="http://www.w3.org/2000/svg"')
+    assert 'data-step="left" data-phase="Failed"' in out
+    assert out.count("data-from=") == 4
 
 
 def _fake_dot(directory: Path, script: str) -> None:
@@ -368,10 +382,10 @@ def test_graph_images_through_graphviz(
     # A stand-in for Graphviz: answers with the format it was asked for and the size of its input.
     _fake_dot(tmp_path / "bin", 'printf "%s:" "$1"; wc -c | tr -d " "\n')
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    target = tmp_path / "graph.svg"
-    assert run(capsys, "graph", str(pipeline), "--format", "svg", "-o", str(target)) == (0, "", "")
+    target = tmp_path / "graph.png"
+    assert run(capsys, "graph", str(pipeline), "--format", "png", "-o", str(target)) == (0, "", "")
     _, dot_text, _ = run(capsys, "graph", str(pipeline), "--format", "dot")
-    assert target.read_text() == f"-Tsvg:{len(dot_text.encode())}\n"
+    assert target.read_text() == f"-Tpng:{len(dot_text.encode())}\n"
 
 
 def test_graph_reports_graphviz_errors(
