@@ -85,6 +85,7 @@ async def fake_kubelet(cluster: Cluster) -> AsyncIterator[KubeletFactory]:
     started: list[FakeKubelet] = []
 
     async def start(**options: Any) -> FakeKubelet:
+        options.setdefault("log_sink", cluster.emulator.write_log)
         kubelet = await FakeKubelet(cluster.api, **options).start()
         started.append(kubelet)
         return kubelet

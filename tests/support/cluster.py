@@ -26,6 +26,10 @@ What it emulates, per request:
   ``timeoutSeconds``. Watch events are filtered on the object as it is in the event (a real server also
   turns "no longer matches" into DELETED).
 
+- ``pods/log``: what the fake kubelet wrote as the container's output (``write_log``); ``follow=true``
+  streams it until the container has terminated or the pod is deleted; 400 while the pod is Pending and
+  404 for a pod that does not exist, as the kubelet's log endpoint answers.
+
 Not emulated: schema validation/pruning/defaulting, admission, quotas, deletecollection, the ``scale`` and
 ``binding`` subresources, namespace existence and namespace deletion cascades.
 
@@ -140,6 +144,15 @@ def _error(status: int, reason: str, message: str) -> kmock.KubernetesError:
     return kmock.KubernetesError(status=status, reason=reason, message=message, details={"causes": []})
 
 
+@dataclass
+class PodLog:
+    """A container's output as the kubelet would keep it: text so far, and whether it has terminated."""
+
+    text: str = ""
+    finished: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return (meta.get("namespace") or "", meta.get("name") or "")
@@ -180,6 +193,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     journal: collections.deque[tuple[float, str]] = attrs.field(
         factory=lambda: collections.deque(maxlen=2000), init=False
     )  # (loop time, request) of the latest requests: to debug timing without kmock's full log
+    pod_logs: dict[tuple[str, str], PodLog] = attrs.field(factory=dict, init=False)
 
     # --- registration and direct access -------------------------------------------------------------
 
@@ -208,6 +222,15 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         res = kmock.resource("apiextensions.k8s.io/v1/customresourcedefinitions")
         if store and res in self._specs:
             self._store_new(res, None, crd["metadata"]["name"], copy.deepcopy(dict(crd)))
+
+    def write_log(self, namespace: str, pod: str, text: str, *, finished: bool = False) -> None:
+        """Append ``text`` to a pod's container output (what ``pods/log`` serves); ``finished`` marks the
+        container terminated, which ends followed streams."""
+        log = self.pod_logs.setdefault((namespace, pod), PodLog())
+        log.text += text
+        log.finished = log.finished or finished
+        log.changed.set()
+        log.changed = asyncio.Event()
 
     @property
     def resource_version(self) -> int:
@@ -401,12 +424,40 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         stored = self._store_new(res, namespace, name, body)
         return rendering.Response(status=201, payload=copy.deepcopy(stored))
 
-    async def _serve_fetch(self, request: rendering.Request) -> dict[str, Any]:
+    async def _serve_fetch(self, request: rendering.Request) -> Any:
         res, spec = self._spec(request)
         obj = self._live(res, request.namespace, request.name or "")
+        if request.subresource == "log" and spec.kind == "Pod" and obj is not None:
+            return self._serve_log(res, request, obj.raw)
         if obj is None or request.subresource not in (None, "status"):
             raise _error(404, "NotFound", f'{spec.resource.plural} "{request.name}" not found')
         return obj.raw
+
+    def _serve_log(self, res: kmock.resource, request: rendering.Request, pod: dict[str, Any]) -> Any:
+        namespace, name = request.namespace or "", request.name or ""
+        waiting = (pod.get("status") or {}).get("phase") in (None, "Pending")
+        if waiting and (namespace, name) not in self.pod_logs:
+            message = f'container in pod "{name}" is waiting to start: ContainerCreating'
+            raise _error(400, "BadRequest", message)
+        log = self.pod_logs.setdefault((namespace, name), PodLog())
+        headers = {"Content-Type": "text/plain"}
+        if request.params.get("follow") != "true":
+            return rendering.Response(status=200, payload=log.text.encode(), headers=headers)
+
+        async def follow() -> AsyncIterator[bytes]:
+            yield log.text.encode()
+            sent = len(log.text)
+            while not log.finished and self._live(res, namespace, name) is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(log.changed.wait(), self.watch_heartbeat)
+                transport = request._raw_request.transport if request._raw_request is not None else None
+                if transport is None or transport.is_closing():
+                    return
+                if len(log.text) > sent:
+                    yield log.text[sent:].encode()
+                    sent = len(log.text)
+
+        return rendering.Response(status=200, payload=follow(), headers=headers)
 
     async def _serve_list(self, request: rendering.Request) -> dict[str, Any]:
         res, spec = self._spec(request)

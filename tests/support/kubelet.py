@@ -58,9 +58,12 @@ class Outcome:
     message: str | None = None  # the main container's termination message
     exit_code: int | None = None  # default: 0 on success, 1 on failure
     run_time: float | None = None
+    log: tuple[str, ...] = ()  # what the container prints: the first line when it starts, the rest at its end
 
 
 OutcomePolicy = Callable[[Mapping[str, Any], Mapping[str, Any]], Outcome]
+LogSink = Callable[..., None]
+"""``sink(namespace, pod, text, finished=False)``: e.g. ``ClusterEmulator.write_log``."""
 
 
 def always_succeed(job: Mapping[str, Any], pod: Mapping[str, Any]) -> Outcome:
@@ -131,8 +134,10 @@ class FakeKubelet:
         job_complete_delay: float = 1.0,
         retry_delay: float = 0.0,
         node_name: str = "fake-node",
+        log_sink: LogSink | None = None,
     ) -> None:
         self.api = api
+        self.log_sink = log_sink  # where container output goes (the emulator's pods/log), if anywhere
         self.namespace = namespace
         self.labels = labels
         self.run_time = run_time
@@ -376,8 +381,10 @@ class _JobRun:
                     "containerStatuses": running,
                 },
             )
+            self._log(name, outcome.log[:1])
             await self._sleep(outcome.run_time if outcome.run_time is not None else self.kubelet.run_time)
         except _Deadline:
+            self._log(name, (), finished=True)
             self.failed += 1
             await self._end_pod(
                 name,
@@ -391,8 +398,14 @@ class _JobRun:
         except _JobGone:
             return False  # the pod was deleted under us: the controller counts it as failed
         code = outcome.exit_code if outcome.exit_code is not None else (0 if outcome.succeed else 1)
+        self._log(name, outcome.log[1:], finished=True)
         existed = await self._end_pod(name, running, outcome.succeed, code, None, outcome.message)
         return outcome.succeed and existed
+
+    def _log(self, pod: str, lines: tuple[str, ...], *, finished: bool = False) -> None:
+        if self.kubelet.log_sink is not None:
+            text = "".join(f"{line}\n" for line in lines)
+            self.kubelet.log_sink(self.namespace, pod, text, finished=finished)
 
     async def _end_pod(
         self,
