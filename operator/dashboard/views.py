@@ -274,6 +274,7 @@ def run_detail(run: Obj, pods: PodIndex, now: datetime.datetime, *, pods_known: 
     status = _map(run.get("status"))
     states = _map(status.get("steps"))
     steps = pipeline_steps_of_run(run)
+    selected = _map(status.get("snapshot")).get("selected")
     rows = [
         step_row(
             s.name,
@@ -300,7 +301,7 @@ def run_detail(run: Obj, pods: PodIndex, now: datetime.datetime, *, pods_known: 
         row=row,
         steps=steps,
         step_rows=rows,
-        selected=sum(1 for r in rows if r.phase is not None),
+        selected=len(selected) if isinstance(selected, list) else sum(1 for r in rows if r.phase is not None),
         resource_version=str(_map(run.get("metadata")).get("resourceVersion") or ""),
         conditions=conditions,
     )

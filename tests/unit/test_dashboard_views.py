@@ -1,0 +1,204 @@
+"""The dashboard's pure side: objects → view models → HTML and live-update messages."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from orchest_operator.dashboard import pages, updates, views
+
+NOW = datetime.datetime(2026, 12, 6, 3, 10, 0, tzinfo=datetime.UTC)
+STEPS = [
+    {"name": "load", "file": "load.ipynb"},
+    {"name": "fit", "file": "fit.py", "dependsOn": ["load"]},
+    {"name": "plot", "file": "plot.ipynb", "dependsOn": ["load"]},
+]
+
+
+def run(name: str = "r1", created: str = "2026-12-06T03:00:00Z", **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "team", "creationTimestamp": created, "resourceVersion": "7"},
+        "spec": {"pipelineRef": {"name": "p"}},
+        "status": {"snapshot": {"pipeline": {"steps": STEPS}, "selected": ["load", "fit"]}, **status},
+    }
+
+
+def pod(name: str, job: str, created: str, phase: str = "Running") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "team",
+            "creationTimestamp": created,
+            "labels": {"batch.kubernetes.io/job-name": job},
+        },
+        "status": {"phase": phase},
+    }
+
+
+def test_runs_are_listed_newest_first_with_duration_and_job() -> None:
+    older = run(
+        "a",
+        "2026-12-06T02:00:00Z",
+        phase="Succeeded",
+        startTime="2026-12-06T02:00:00Z",
+        completionTime="2026-12-06T02:01:05Z",
+    )
+    newer = run("b", "2026-12-06T03:00:00Z", phase="Running", startTime="2026-12-06T03:09:30Z")
+    newer["metadata"]["ownerReferences"] = [{"kind": "PipelineJob", "name": "sweep"}]
+    newer["spec"]["parameters"] = {"lr": 0.1, "depth": 3}
+    rows = views.run_rows([older, newer], NOW)
+    assert [r.name for r in rows] == ["b", "a"]
+    assert views.format_duration(rows[1].duration) == "1m 05s"
+    assert rows[0].duration == 30.0 and not rows[0].finished
+    assert (rows[0].job, rows[0].job_parameters) == ("sweep", "depth=3, lr=0.1")
+    assert rows[1].job is None and rows[1].job_parameters == ""
+
+
+def test_objects_the_models_would_reject_are_still_shown() -> None:
+    odd = {"metadata": {"name": "x"}, "spec": "junk", "status": {"phase": "Cached", "steps": {"s": "junk"}}}
+    [row] = views.run_rows(
+        [
+            odd,
+        ],
+        NOW,
+    )
+    assert (row.name, row.phase, row.pipeline, row.duration) == ("x", "Cached", "", None)
+    detail = views.run_detail(odd, views.PodIndex([]), NOW)
+    assert [r.phase for r in detail.step_rows] == ["Pending"]
+
+
+def test_step_rows_carry_pods_failures_and_gone_pods() -> None:
+    status = {
+        "phase": "Failed",
+        "steps": {
+            "load": {
+                "phase": "Succeeded",
+                "jobName": "j-load",
+                "attempts": 1,
+                "startTime": "2026-12-06T03:00:00Z",
+                "completionTime": "2026-12-06T03:00:10Z",
+            },
+            "fit": {
+                "phase": "Failed",
+                "jobName": "j-fit",
+                "attempts": 2,
+                "message": "BackoffLimitExceeded",
+                "failure": {"cell": 3, "ename": "ValueError", "evalue": "bad input"},
+            },
+        },
+    }
+    pods = views.PodIndex(
+        [
+            pod("j-fit-old", "j-fit", "2026-12-06T03:01:00Z", "Failed"),
+            pod("j-fit-new", "j-fit", "2026-12-06T03:02:00Z", "Failed"),
+        ]
+    )
+    detail = views.run_detail(run(**status), pods, NOW)
+    load, fit, plot = detail.step_rows
+    assert (load.pod, load.pod_gone, load.duration) == (None, True, 10.0)
+    assert (fit.pod, fit.attempts, fit.failure_cell, fit.failure_ename) == ("j-fit-new", 2, "3", "ValueError")
+    assert plot.phase is None and detail.selected == 2
+    # Before the pod informer has listed, nothing is called gone.
+    assert not views.run_detail(run(**status), pods, NOW, pods_known=False).step_rows[0].pod_gone
+
+
+def test_log_targets_say_plainly_why_there_is_no_log() -> None:
+    status = {
+        "steps": {
+            "load": {"phase": "Succeeded", "jobName": "j-load"},
+            "fit": {"phase": "Running", "jobName": "j-fit"},
+            "plot": {"phase": "Reused"},
+        }
+    }
+    pods = views.PodIndex([pod("j-fit-1", "j-fit", "2026-12-06T03:01:00Z")])
+    r = run(**status)
+    assert views.step_log_target(r, "fit", pods) == ("j-fit-1", "")
+    pod_name, why = views.step_log_target(r, "load", pods)
+    assert pod_name is None and "is gone" in why and "j-load" in why
+    assert "reused" in views.step_log_target(r, "plot", pods)[1]
+    assert "not part of this run" in views.step_log_target(r, "nope", pods)[1]
+
+
+def test_pipeline_view_has_the_session_commands() -> None:
+    pipeline = {
+        "metadata": {"name": "quickstart", "namespace": "team"},
+        "spec": {"parameters": {"seed": 7}, "steps": STEPS, "session": {"enabled": True}},
+        "status": {"session": {"phase": "Ready", "tokenSecret": "quickstart-session-token"}, "lastRun": "r9"},
+    }
+    view = views.pipeline_view(pipeline)
+    assert view.port_forward == "kubectl -n team port-forward svc/quickstart-jupyter 8888"
+    assert "secret quickstart-session-token" in view.token_command
+    assert (view.session_phase, view.parameters, view.step_count) == ("Ready", [("seed", "7")], 3)
+    assert view.steps[1].depends_on == "load"
+    off = views.pipeline_view({"metadata": {"name": "q", "namespace": "t"}, "spec": {"steps": STEPS}})
+    assert (off.session_enabled, off.session_phase, off.port_forward) == (False, "Stopped", "")
+
+
+EVIL = '<script>alert("x")</script>'
+
+
+def test_every_cluster_string_is_escaped_in_pages() -> None:
+    status = {
+        "phase": EVIL,
+        "progress": EVIL,
+        "steps": {
+            "load": {
+                "phase": EVIL,
+                "jobName": EVIL,
+                "message": EVIL,
+                "failure": {"ename": EVIL, "evalue": EVIL, "cell": EVIL},
+            },
+        },
+    }
+    r = run(**status)
+    r["spec"]["pipelineRef"]["name"] = EVIL
+    r["status"]["snapshot"]["pipeline"]["steps"] = [{"name": "load", "file": EVIL}]
+    detail = views.run_detail(r, views.PodIndex([]), NOW)
+    html = pages.run_page(detail, namespaces=EVIL)
+    html += pages.runs_page(views.run_rows([r], NOW), namespaces="x")
+    message, _ = updates.run_page(updates.RunState(), detail)
+    assert message is not None
+    # What the page inserts as HTML; phase and title are set as text and attributes, never parsed.
+    html += message["summary"] + message["steps"]["load"]["row"]
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert pages.path("runs", "a/b", "c?d") == "/runs/a%2Fb/c%3Fd"
+
+
+def test_run_page_updates_send_only_what_changed() -> None:
+    steps = {"load": {"phase": "Running", "jobName": "j-load", "startTime": "2026-12-06T03:00:00Z"}}
+    before = views.run_detail(run(phase="Running", steps=steps), views.PodIndex([]), NOW)
+    state = updates.run_state(before)
+    assert updates.run_page(state, before)[0] is None
+    steps = {**steps, "fit": {"phase": "Running", "jobName": "j-fit"}}
+    after = views.run_detail(run(phase="Running", steps=steps), views.PodIndex([]), NOW)
+    message, state = updates.run_page(state, after)
+    assert set(message["steps"]) == {"fit"}
+    change = message["steps"]["fit"]
+    assert (change["phase"], change["cls"], change["fill"]) == ("Running", "phase-running", "#d0ebff")
+    assert 'id="step-fit"' in change["row"]
+    assert "summary" not in message, "nothing in the summary changed"
+
+
+def test_run_list_updates_add_change_remove_and_reorder() -> None:
+    state = updates.ListState()
+    message, state = updates.run_list(state, views.run_rows([run("a", phase="Running")], NOW))
+    assert set(message["rows"]) == {"team/a"} and message["order"] == ["team/a"]
+    assert updates.run_list(state, views.run_rows([run("a", phase="Running")], NOW))[0] is None
+    newer = run("b", "2026-12-06T03:05:00Z")
+    message, state = updates.run_list(state, views.run_rows([run("a", phase="Succeeded"), newer], NOW))
+    assert set(message["rows"]) == {"team/a", "team/b"} and message["order"] == ["team/b", "team/a"]
+    message, state = updates.run_list(state, views.run_rows([newer], NOW))
+    assert message == {"removed": ["team/a"], "order": ["team/b"]}
+
+
+def test_formatting() -> None:
+    assert [views.format_duration(s) for s in (None, 3.25, 42, 3599, 7260)] == [
+        "",
+        "3.2s",
+        "42s",
+        "59m 59s",
+        "2h 01m",
+    ]
+    assert views.format_time("2026-12-06T03:04:05Z") == "2026-12-06 03:04:05Z"
+    assert views.format_time("yesterday") == "" and views.parse_time(None) is None
