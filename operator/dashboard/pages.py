@@ -71,7 +71,7 @@ def document(
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
         f"<title>{e(title)} · orchest</title>"
         f'<link rel="stylesheet" href="/static/dashboard.css?v={STATIC_VERSION}">'
         f'<script src="/static/dashboard.js?v={STATIC_VERSION}" defer></script>'

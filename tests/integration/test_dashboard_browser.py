@@ -1,0 +1,207 @@
+"""The dashboard in a real browser (Debian's Chromium through Playwright), against the emulator with the
+real operator, fake kubelet and Job controller running: what a person sees, and that it stays live."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import pytest
+from aiohttp import web
+from playwright.async_api import expect
+
+from orchest_operator.dashboard.client import ApiClient, load_configuration
+from orchest_operator.dashboard.server import create_app
+from tests.support.browser import ARTIFACTS, FLAGS, ensure_chromium
+from tests.support.cluster import Cluster
+from tests.support.kubelet import Outcome
+from tests.support.waiting import wait_for
+
+OPERATOR = "orchest_operator.handlers"
+TEAM, OTHER = "team", "other"
+RUNS = "orchest.io/v1alpha1/pipelineruns"
+PIPELINES = "orchest.io/v1alpha1/pipelines"
+EVIL = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+DIAMOND = [
+    {"name": "load", "file": "load.ipynb"},
+    {"name": "fit", "file": "fit.ipynb", "dependsOn": ["load"]},
+    {"name": "plot", "file": "plot.py", "dependsOn": ["load"]},
+    {"name": "report", "file": "report.sh", "dependsOn": ["fit", "plot"]},
+]
+
+
+@pytest.fixture(autouse=True)
+def _settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHEST_DEFAULT_STEP_IMAGE", "runner:test")
+
+
+@pytest.fixture
+async def dashboard(cluster: Cluster) -> AsyncIterator[str]:
+    """The dashboard of namespaces team and other, served on a free port: its base URL."""
+    configuration, _ = load_configuration(str(cluster.kubeconfig))
+    async with ApiClient(configuration) as client:
+        runner = web.AppRunner(create_app(client, [TEAM, OTHER]), shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            await runner.cleanup()
+
+
+class Browser:
+    """A Chromium page that records every console error and uncaught exception."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
+
+    async def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    from playwright.async_api import async_playwright
+
+    chromium = ensure_chromium()
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(chromium), args=list(FLAGS))
+        try:
+            page = await launched.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(10_000)
+            yield Browser(page)
+        finally:
+            await launched.close()
+
+
+def pipeline(name: str, steps: list[dict[str, Any]], namespace: str = TEAM) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"volume": {"claimName": "data"}, "parameters": {"seed": 7}, "steps": steps},
+    }
+
+
+def run(name: str, pipeline_name: str = "p", namespace: str = TEAM, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"pipelineRef": {"name": pipeline_name}, **spec},
+    }
+
+
+def phase(cluster: Cluster, name: str) -> str | None:
+    return ((cluster.peek(RUNS, name, TEAM) or {}).get("status") or {}).get("phase")
+
+
+def outcome(job: Mapping[str, Any], pod: Mapping[str, Any]) -> Outcome:
+    step = job["metadata"]["labels"]["orchest.io/step"]
+    if step == "fit":  # a failed notebook, as the step runner reports it in the termination message
+        failure = {"cell": 4, "ename": "ValueError", "evalue": f"bad learning rate {EVIL}"}
+        return Outcome(succeed=False, message=json.dumps(failure), log=("fitting", "Traceback: ValueError"))
+    slow = step.startswith("slow")
+    return Outcome(run_time=1.5 if slow else 0.05, log=(f"{step} starts", f"{step} done"))
+
+
+async def test_runs_live_run_page_failure_and_log(
+    cluster: Cluster, operator, fake_kubelet, dashboard: str, browser: Browser
+) -> None:
+    await operator(OPERATOR)
+    await fake_kubelet(job_complete_delay=0.05, outcome=outcome, namespace=TEAM)
+    await cluster.api.create(PIPELINES, pipeline("p", DIAMOND))
+    await cluster.api.create(RUNS, run("r1", failurePolicy="Continue"))
+    await wait_for(lambda: phase(cluster, "r1") == "Failed", timeout=15)
+    page = browser.page
+
+    # The run list, with phases; then a new run appears without a reload.
+    await page.goto(f"{dashboard}/runs")
+    await page.wait_for_selector("#live.on")
+    assert await page.inner_text('tr[data-key="team/r1"] .badge') == "Failed"
+    await page.evaluate("window.__sameDocument = true")
+    chain = [
+        {"name": f"slow{i}", "file": "s.py", "dependsOn": [f"slow{i - 1}"] if i else []} for i in range(2)
+    ]
+    await cluster.api.create(PIPELINES, pipeline("chain", chain))
+    await cluster.api.create(RUNS, run("r2", "chain"))
+    await page.wait_for_selector('tr[data-key="team/r2"] .badge.phase-running')
+    keys = await page.eval_on_selector_all("#runs tr", "rows => rows.map(r => r.dataset.key)")
+    assert keys == ["team/r2", "team/r1"], "newest first"
+    assert await page.evaluate("window.__sameDocument") is True, "the page was not reloaded"
+    await browser.shot("runs")
+
+    # A running run's page follows it: its boxes change colour without a reload.
+    await page.goto(f"{dashboard}/runs/team/r2")
+    await page.evaluate("window.__sameDocument = true")
+    assert await page.get_attribute('svg g[data-step="slow1"]', "data-phase") in ("Pending", "")
+    await page.wait_for_selector('svg g[data-step="slow1"][data-phase="Succeeded"]', timeout=15_000)
+    fill = await page.get_attribute('svg g[data-step="slow1"] rect', "fill")
+    assert fill == "#d3f9d8"
+    assert await page.inner_text("#summary .badge") == "Succeeded"
+    assert await page.evaluate("window.__sameDocument") is True
+
+    # The failed run: every step drawn, the notebook's error in the step table, escaped.
+    await page.goto(f"{dashboard}/runs/team/r1")
+    steps = await page.eval_on_selector_all("svg.dag g.step", "gs => gs.map(g => g.dataset.step)")
+    assert sorted(steps) == sorted(s["name"] for s in DIAMOND)
+    assert await page.get_attribute('svg g[data-step="fit"]', "data-phase") == "Failed"
+    assert await page.inner_text("#step-fit .ename") == "ValueError"
+    assert await page.inner_text("#step-fit .evalue") == f"bad learning rate {EVIL}"
+    assert await page.evaluate("window.__pwned") is None
+    assert await page.inner_text("#step-report .badge") == "Skipped"
+
+    # A step's log, from pods/log; clicking its box opens it too.
+    await page.click("#step-fit a.log-link")
+    await expect(page.locator("#log")).to_contain_text("Traceback: ValueError")
+    assert (await page.inner_text("#log")).startswith("fitting")
+    await page.click('svg g[data-step="load"]')
+    await expect(page.locator("#log")).to_contain_text("load done")
+    assert await page.inner_text("#log-step") == "load"
+    await browser.shot("run-failed")
+
+    # The pipeline page: its steps, parameters and drawing.
+    await page.goto(f"{dashboard}/pipelines/team/p")
+    assert await page.locator("svg.dag g.step").count() == 4
+    assert "seed" in await page.inner_text("#pipeline-parameters")
+    await browser.shot("pipeline")
+    assert browser.errors == []
+
+
+async def test_foreign_strings_are_escaped_and_unknown_phases_shown(
+    cluster: Cluster, dashboard: str, browser: Browser
+) -> None:
+    """A run written by another operator version (a phase this one does not know), with a step message
+    holding markup and a step whose pod is gone."""
+    await cluster.api.create(PIPELINES, pipeline("p", DIAMOND[:2], namespace=OTHER))
+    created = await cluster.api.create(RUNS, run("odd", namespace=OTHER))
+    status = {
+        "phase": "Running",
+        "progress": "1/2",
+        "snapshot": {"pipeline": {"steps": DIAMOND[:2]}, "selected": ["load", "fit"]},
+        "steps": {
+            "load": {"phase": "Cached", "jobName": "odd-load-1", "message": EVIL},
+            "fit": {"phase": "Succeeded", "jobName": "odd-fit-1", "attempts": 1},
+        },
+    }
+    await cluster.api.patch_status(RUNS, created["metadata"]["name"], status, OTHER)
+    page = browser.page
+    await page.goto(f"{dashboard}/runs/other/odd")
+    assert await page.inner_text("#step-load .message") == EVIL
+    assert await page.evaluate("window.__pwned") is None
+    assert await page.locator("#steps script, #steps img").count() == 0
+    assert await page.get_attribute('svg g[data-step="load"]', "class") == "step phase-cached"
+    assert await page.inner_text("#step-load .badge") == "Cached"
+    assert await page.inner_text("#step-fit td:nth-child(7)") == "gone"
+    await page.click("#step-fit a.log-link")
+    await expect(page.locator("#log-info")).to_contain_text("is gone")
+    await browser.shot("escaped")
+
+    response = await page.request.fetch(f"{dashboard}/runs", method="POST")
+    assert response.status == 405, "no route changes anything"
+    headers = (await page.request.get(f"{dashboard}/runs/other/odd")).headers
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert browser.errors == []
