@@ -11,7 +11,10 @@ EG_VERSION := 3.3.0
 # -P: `python -m` would put the repository root first on sys.path, where operator/ shadows the
 # standard library's operator module and breaks pip before it starts.
 
-.PHONY: run test lint crds bench clean
+# The dashboard's tests drive Debian's Chromium (never Playwright's own download, which is unreachable).
+CHROMIUM ?= $(or $(ORCHEST_TEST_CHROMIUM),/usr/bin/chromium)
+
+.PHONY: run test lint crds bench clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -P -m venv $(VENV)
@@ -28,7 +31,13 @@ $(EG_STAMP):
 run: $(STAMP)
 	$(BIN)/orchest run examples/quickstart/pipeline.yaml
 
-test: $(STAMP) $(EG_STAMP)
+browser:
+	@test -x $(CHROMIUM) || { test "$$(id -u)" = 0 \
+		&& DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium; } \
+		|| { echo "$(CHROMIUM) is missing: run 'sudo apt-get install chromium' (or set ORCHEST_TEST_CHROMIUM)"; exit 1; }
+
+test: $(STAMP) $(EG_STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
