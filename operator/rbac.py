@@ -163,6 +163,17 @@ USER_VIEW_RULES: tuple[Permission, ...] = tuple(
 )
 
 
+# The dashboard (``orchest dashboard`` in a cluster): its own ServiceAccount and read-only ClusterRole.
+DASHBOARD_NAME = "orchest-dashboard"
+DASHBOARD_RULES: tuple[Permission, ...] = (
+    Permission(GROUP, "pipelineruns", READ, "the run list and each run's page, from one shared watch"),
+    Permission(GROUP, "pipelines", READ, "the pipeline pages: steps, parameters, session phase"),
+    Permission(GROUP, "pipelinejobs", READ, "the PipelineJob pages, once that kind is installed"),
+    Permission("", "pods", READ, "which pod ran each step (label-selected step pods only)"),
+    Permission("", "pods/log", ("get",), "a step's log, followed while it runs"),
+)
+
+
 def allows(group: str, resource: str, verb: str, rules: Iterable[Permission] = RULES) -> bool:
     return any(p.group == group and p.resource == resource and p.allows(verb) for p in rules)
 
@@ -280,6 +291,31 @@ def user_cluster_roles() -> list[dict[str, Any]]:
     ]
 
 
+def dashboard_objects(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    """The dashboard's ServiceAccount, read-only ClusterRole and its binding."""
+    labels = {"app.kubernetes.io/component": "dashboard"}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(DASHBOARD_NAME, namespace, labels)},
+        {
+            "apiVersion": RBAC_API,
+            "kind": "ClusterRole",
+            "metadata": _meta(DASHBOARD_NAME, labels=labels),
+            "rules": policy_rules(DASHBOARD_RULES),
+        },
+        {
+            "apiVersion": RBAC_API,
+            "kind": "ClusterRoleBinding",
+            "metadata": _meta(DASHBOARD_NAME, labels=labels),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": DASHBOARD_NAME,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": DASHBOARD_NAME, "namespace": namespace}],
+        },
+    ]
+
+
 def chart_rules() -> dict[str, Any]:
     """The data the chart's ``templates/rbac.yaml`` renders from (``files/rbac-rules.yaml``)."""
     return {
@@ -287,6 +323,7 @@ def chart_rules() -> dict[str, Any]:
         "namespaced": namespaced_rules(),
         "edit": policy_rules(USER_EDIT_RULES),
         "view": policy_rules(USER_VIEW_RULES),
+        "dashboard": policy_rules(DASHBOARD_RULES),
     }
 
 
@@ -302,6 +339,7 @@ def generated_files() -> dict[str, str]:
             [operator_cluster_role(), operator_cluster_role_binding()]
         ),
         "manifests/rbac/user_cluster_roles.yaml": _documents(user_cluster_roles()),
+        "manifests/components/dashboard/rbac.yaml": _documents(dashboard_objects()),
         "charts/orchest/files/rbac-rules.yaml": _documents([chart_rules()]),
     }
 

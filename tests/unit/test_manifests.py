@@ -20,8 +20,8 @@ FOREIGN = {"Application"}
 OURS = {"Pipeline": PipelineDocument, "PipelineRun": RunDocument}
 # swarm/ is a Docker Swarm stack (Enterprise Gateway with DockerSwarm kernels), not Kubernetes.
 NOT_KUBERNETES = {"swarm"}
-# Installed by the kustomize base: everything but the examples and the Argo CD extras.
-NOT_INSTALLED = {"examples", "argocd"}
+# Installed by the kustomize base: everything but the examples, the Argo CD extras and optional components.
+NOT_INSTALLED = {"examples", "argocd", "components"}
 FILES = sorted(
     p
     for p in MANIFESTS.rglob("*.yaml")

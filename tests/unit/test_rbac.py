@@ -544,7 +544,7 @@ def test_generated_objects_are_valid_kubernetes() -> None:
     for obj in objects:
         validate(obj)
     rules = yaml.safe_load((ROOT / "charts/orchest/files/rbac-rules.yaml").read_text())
-    assert set(rules) == {"cluster", "namespaced", "edit", "view"}
+    assert set(rules) == {"cluster", "namespaced", "edit", "view", "dashboard"}
 
 
 def test_main_writes_into_a_repository_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
