@@ -18,6 +18,7 @@ from orchest_operator.dashboard.client import ApiClient, ApiError, Resource
 log = logging.getLogger(__name__)
 
 Listener = Callable[[dict[str, Any]], None]
+Keep = Callable[[dict[str, Any]], dict[str, Any]]
 WATCH_SECONDS = 300
 ABSENT_RECHECK_SECONDS = 60.0
 MAX_BACKOFF = 30.0
@@ -38,11 +39,14 @@ class Informer:
         namespaces: Sequence[str] | None,
         *,
         label_selector: str | None = None,
+        keep: Keep | None = None,
     ) -> None:
+        """``keep`` trims each object to what the pages read (pods are many; their specs are not shown)."""
         self.client = client
         self.resource = resource
         self.scopes: list[str | None] = list(namespaces) if namespaces else [None]
         self.label_selector = label_selector
+        self.keep = keep
         self.objects: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.absent = False
@@ -109,7 +113,7 @@ class Informer:
         fresh = {}
         for item in items:
             item.setdefault("metadata", {})
-            fresh[_key(item)] = item
+            fresh[_key(item)] = self.keep(item) if self.keep else item
         stale = [k for k in self.objects if self._in_scope(k, scope) and k not in fresh]
         for key in stale:
             gone = self.objects.pop(key)
@@ -143,6 +147,8 @@ class Informer:
             if kind == "BOOKMARK":
                 continue
             key = _key(obj)
+            if self.keep is not None:
+                obj = self.keep(obj)
             if kind == "DELETED":
                 self.objects.pop(key, None)
             else:

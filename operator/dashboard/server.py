@@ -62,8 +62,10 @@ class Dashboard:
         self.runs = Informer(client, RUNS, self.namespaces)
         self.pipelines = Informer(client, PIPELINES, self.namespaces)
         self.jobs = Informer(client, JOBS, self.namespaces)
-        # Only step pods: the label every step's pod template carries.
-        self.pods = Informer(client, PODS, self.namespaces, label_selector=naming.LABEL_RUN)
+        # Only step pods (the label every step's pod template carries), and only what the pages read.
+        self.pods = Informer(
+            client, PODS, self.namespaces, label_selector=naming.LABEL_RUN, keep=views.pod_summary
+        )
         self.informers = (self.runs, self.pipelines, self.jobs, self.pods)
 
     @property

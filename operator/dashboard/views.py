@@ -212,6 +212,22 @@ class PodIndex:
         return None if job is None else self._latest.get((namespace, job))
 
 
+def pod_summary(pod: Obj) -> dict[str, Any]:
+    """What the dashboard keeps of a step's pod: names, the labels that tie it to its run and Job, and its
+    phase (a pod object is ~5 KB; a cluster-wide dashboard holds every step pod)."""
+    meta, labels = _map(pod.get("metadata")), _map(_map(pod.get("metadata")).get("labels"))
+    kept = (naming.LABEL_RUN, naming.LABEL_STEP, *_JOB_NAME_LABELS)
+    return {
+        "metadata": {
+            **{
+                k: meta[k] for k in ("name", "namespace", "creationTimestamp", "resourceVersion") if k in meta
+            },
+            "labels": {k: labels[k] for k in kept if k in labels},
+        },
+        "status": {"phase": _map(pod.get("status")).get("phase")},
+    }
+
+
 def _created(obj: Obj) -> tuple[str, str]:
     meta = _map(obj.get("metadata"))
     return (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
@@ -434,8 +450,3 @@ def runs_of(runs: Iterable[Obj], namespace: str, pipeline: str) -> list[Obj]:
         if _map(r.get("metadata")).get("namespace") == namespace
         and _map(_map(r.get("spec")).get("pipelineRef")).get("name") == pipeline
     ]
-
-
-def run_label(run: str) -> str:
-    """The label value a run's Jobs and pods carry (long names are hashed)."""
-    return naming.label_value(run)

@@ -259,3 +259,26 @@ async def test_helpers_refuse_unknown_resources(cluster: Cluster) -> None:
         ValueError, match=re.escape("must look like 'v1/pods' or 'batch/v1/jobs', got 'jobs'")
     ):
         await cluster.api.list("jobs")
+
+
+async def test_pod_logs_are_served_and_followed(cluster: Cluster, api: KubeApi) -> None:
+    import aiohttp
+
+    body = {"metadata": {"name": "p", "namespace": NS}, "spec": {"containers": []}}
+    pod = await api.create("v1/pods", body)
+    base = f"{cluster.url}/api/v1/namespaces/{NS}/pods"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/p/log") as response:
+            assert response.status == 400, "a Pending pod's container is waiting to start"
+        async with session.get(f"{base}/nope/log") as response:
+            assert response.status == 404
+        await api.patch_status("v1/pods", "p", {"phase": "Running"}, NS)
+        cluster.emulator.write_log(NS, pod["metadata"]["name"], "one\n")
+        async with session.get(f"{base}/p/log") as response:
+            assert (response.status, await response.text()) == (200, "one\n")
+        async with session.get(f"{base}/p/log", params={"follow": "true"}) as response:
+            assert await response.content.readline() == b"one\n"
+            cluster.emulator.write_log(NS, "p", "two\n")
+            assert await response.content.readline() == b"two\n"
+            cluster.emulator.write_log(NS, "p", "three\n", finished=True)
+            assert await asyncio.wait_for(response.content.read(), 5) == b"three\n", "the stream ends"
