@@ -133,8 +133,16 @@ def run_summary(detail: RunDetail) -> str:
         ("Duration", e(format_duration(row.duration))),
         ("Steps", f"{detail.selected} of {len(detail.step_rows)} selected"),
     ]
+    if row.parameters:
+        items.append(("Parameters", f"<code>{e(row.parameters)}</code>"))
+    if row.failure_policy:
+        items.append(("Failure policy", e(row.failure_policy)))
+    if row.rerun_of:
+        items.append(
+            ("Rerun of", f'<a href="{e(run_url(row.namespace, row.rerun_of))}">{e(row.rerun_of)}</a>')
+        )
     if row.job:
-        items.append(("PipelineJob", f"{e(row.job)} ({e(row.job_parameters)})"))
+        items.append(("PipelineJob", e(row.job)))
     cells = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in items)
     conditions = "".join(
         f"<li><b>{e(kind)}={e(status)}</b> {e(reason)}: {e(message)}</li>"

@@ -99,6 +99,10 @@ class RunRow:
     message: str
     job: str | None = None
     job_parameters: str = ""
+    parameters: str = ""
+    """The run's parameter overrides, ``name=value`` joined."""
+    rerun_of: str | None = None
+    failure_policy: str = ""
 
     @property
     def key(self) -> str:
@@ -126,7 +130,7 @@ def _condition_message(status: Mapping[str, Any]) -> str:
 def run_row(run: Obj, now: datetime.datetime) -> RunRow:
     meta, spec, status = _map(run.get("metadata")), _map(run.get("spec")), _map(run.get("status"))
     job = _owner(meta, JOB_KIND)
-    parameters = _map(spec.get("parameters"))
+    overrides = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(_map(spec.get("parameters")).items()))
     return RunRow(
         namespace=str(meta.get("namespace") or ""),
         name=str(meta.get("name") or ""),
@@ -139,9 +143,10 @@ def run_row(run: Obj, now: datetime.datetime) -> RunRow:
         duration=duration_seconds(status.get("startTime"), status.get("completionTime"), now),
         message=_condition_message(status),
         job=job,
-        job_parameters=", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(parameters.items()))
-        if job
-        else "",
+        job_parameters=overrides if job else "",
+        parameters=overrides,
+        rerun_of=_text(spec.get("rerunOf")),
+        failure_policy=str(spec.get("failurePolicy") or ""),
     )
 
 

@@ -68,9 +68,10 @@ async def test_pages_share_one_watch_per_kind(cluster: Cluster, served: tuple[st
             await cluster.api.create(RUNS, run("r2"))
             for stream in streams:
                 assert (await events(stream, "runs"))["order"] == ["team/r2", "team/r1"]
-            for page in ("/runs", "/runs/team/r1", "/pipelines"):
+            for page in ("/runs", "/runs/team/r1", "/pipelines", "/healthz", "/static/dashboard.js"):
                 async with session.get(url + page) as response:
                     assert response.status == 200
+                    assert "emulator-token" not in await response.text(), "no credential reaches the browser"
         finally:
             for stream in streams:
                 stream.close()

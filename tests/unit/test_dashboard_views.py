@@ -52,6 +52,10 @@ def test_runs_are_listed_newest_first_with_duration_and_job() -> None:
     assert rows[0].duration == 30.0 and not rows[0].finished
     assert (rows[0].job, rows[0].job_parameters) == ("sweep", "depth=3, lr=0.1")
     assert rows[1].job is None and rows[1].job_parameters == ""
+    newer["spec"].update(rerunOf="b0", failurePolicy="Continue")
+    summary = pages.run_summary(views.run_detail(newer, views.PodIndex([]), NOW))
+    assert '<a href="/runs/team/b0">b0</a>' in summary and "depth=3, lr=0.1" in summary
+    assert "Continue" in summary and "sweep" in summary
 
 
 def test_objects_the_models_would_reject_are_still_shown() -> None:
