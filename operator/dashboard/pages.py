@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 from orchest_operator.dashboard import svg
 from orchest_operator.dashboard.views import (
+    JobDetail,
+    JobRow,
     PipelineView,
     RunDetail,
     RunRow,
@@ -272,6 +274,109 @@ def pipeline_page(
         + "</section>"
     )
     return document(view.name, body, active="pipelines", namespaces=namespaces, kinds=kinds)
+
+
+# --- PipelineJobs -------------------------------------------------------------------------------------
+
+
+def job_url(namespace: str, name: str) -> str:
+    return path("jobs", namespace, name)
+
+
+def _job_state(row: JobRow) -> str:
+    if row.problem:
+        return f'<span class="badge phase-failed">not schedulable</span> {e(row.problem)}'
+    if row.suspended:
+        return '<span class="badge phase-none">suspended</span>'
+    return '<span class="badge phase-succeeded">active</span>'
+
+
+def job_list_row(row: JobRow) -> str:
+    return (
+        f'<tr id="job-{e(row.key)}" data-key="{e(row.key)}">'
+        f'<td><a href="{e(job_url(row.namespace, row.name))}">{e(row.name)}</a></td>'
+        f"<td>{e(row.namespace)}</td>"
+        f'<td><a href="{e(pipeline_url(row.namespace, row.pipeline))}">{e(row.pipeline)}</a></td>'
+        f"<td><code>{e(row.schedule)}</code></td><td>{_job_state(row)}</td>"
+        f"<td>{row.combinations}</td><td>{row.active_runs}</td>"
+        f"<td>{e(row.last_batch)} {badge(row.last_batch_phase) if row.last_batch_phase else ''}</td>"
+        f"<td>{e(format_time(row.next_schedule))}</td>"
+        "</tr>"
+    )
+
+
+JOB_COLUMNS = (
+    "PipelineJob",
+    "Namespace",
+    "Pipeline",
+    "Schedule",
+    "State",
+    "Combinations",
+    "Active runs",
+    "Last batch",
+    "Next tick",
+)
+
+
+def jobs_page(rows: Sequence[JobRow], *, namespaces: str, kinds: Sequence[str] = ()) -> str:
+    body = "<h1>PipelineJobs</h1>" + _table(
+        JOB_COLUMNS, "jobs", "".join(job_list_row(r) for r in rows), "No PipelineJobs yet."
+    )
+    return document(
+        "PipelineJobs", body, active="jobs", namespaces=namespaces, events="/jobs/events", kinds=kinds
+    )
+
+
+def job_body(detail: JobDetail) -> str:
+    """Everything of a job's page that changes: its batches and the chosen batch's combinations."""
+    row = detail.row
+    batches = "".join(
+        f'<tr data-key="{e(b.id)}"{" class=selected" if b.id == detail.batch else ""}>'
+        f'<td><a href="?batch={e(quote(b.id, safe=""))}">{e(b.id)}</a></td><td>{e(b.trigger)}</td>'
+        f"<td>{e(format_time(b.scheduled))}</td><td>{badge(b.phase)}</td><td>{b.runs}</td>"
+        f"<td>{e(b.counts)}</td><td>{e(format_time(b.completion))}</td><td>{e(b.message)}</td></tr>"
+        for b in detail.batches
+    )
+    combos = "".join(
+        f'<tr data-key="{c.index}"><td data-value="{c.index}">{c.index}</td>'
+        + "".join(f'<td data-value="{e(sort)}"><code>{e(text)}</code></td>' for text, sort in c.values)
+        + f'<td><a href="{e(run_url(row.namespace, c.run))}">{e(c.run)}</a></td>'
+        f'<td data-value="{e(c.phase or "")}">{badge(c.phase or "Pending")}</td>'
+        f'<td data-value="{"" if c.duration is None else round(c.duration, 1)}">'
+        f"{e(format_duration(c.duration))}</td></tr>"
+        for c in detail.combinations
+    )
+    columns = ("#", *detail.swept, "Run", "Phase", "Duration")
+    head = "".join(f'<th><button type="button" class="sort">{e(c)}</button></th>' for c in columns)
+    return (
+        f'<p>Pipeline <a href="{e(pipeline_url(row.namespace, row.pipeline))}">{e(row.pipeline)}</a>, '
+        f"schedule <code>{e(row.schedule)}</code>, {_job_state(row)}; "
+        f"last tick {e(format_time(row.last_schedule)) or 'none'}, "
+        f"next {e(format_time(row.next_schedule)) or 'none'}</p>"
+        "<h2>Batches</h2>"
+        + _table(
+            ("Batch", "Trigger", "Scheduled", "Phase", "Runs", "Runs by phase", "Finished", "Message"),
+            "batches",
+            batches,
+            "No batch yet.",
+        )
+        + f"<h2>Combinations of batch {e(detail.batch)}</h2>"
+        f'<table class="list sortable"><thead><tr>{head}</tr></thead>'
+        f'<tbody id="combinations">{combos}</tbody></table>'
+        + ("" if combos else '<p class="empty">No runs in this batch.</p>')
+    )
+
+
+def job_page(detail: JobDetail, events: str, *, namespaces: str, kinds: Sequence[str] = ()) -> str:
+    row = detail.row
+    params = ", ".join(f"{k}={v}" for k, v in detail.parameters)
+    body = (
+        f'<h1>PipelineJob <span class="name">{e(row.name)}</span> '
+        f'<span class="ns">in {e(row.namespace)}</span></h1>'
+        + (f"<p>Parameters of every run: <code>{e(params)}</code></p>" if params else "")
+        + f'<section id="job-body">{job_body(detail)}</section>'
+    )
+    return document(row.name, body, active="jobs", namespaces=namespaces, events=events, kinds=kinds)
 
 
 def not_found_page(what: str, *, namespaces: str, kinds: Sequence[str] = ()) -> str:

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -160,6 +161,45 @@ async def pipeline_page(request: web.Request) -> web.Response:
     return _html(page)
 
 
+async def jobs_page(request: web.Request) -> web.Response:
+    dashboard = request.app[STATE]
+    await _synced(dashboard, dashboard.jobs)
+    if dashboard.jobs.absent:
+        return _html(
+            pages.not_found_page(
+                "PipelineJobs are not installed in this cluster.",
+                namespaces=dashboard.scope,
+                kinds=dashboard.kinds,
+            ),
+            404,
+        )
+    rows = views.job_rows(dashboard.jobs.objects.values())
+    return _html(pages.jobs_page(rows, namespaces=dashboard.scope, kinds=dashboard.kinds))
+
+
+def _job_detail(dashboard: Dashboard, key: str, batch: str | None) -> views.JobDetail | None:
+    job = dashboard.jobs.objects.get(key)
+    if job is None:
+        return None
+    return views.job_detail(job, dashboard.runs.objects.values(), dashboard.clock(), batch)
+
+
+async def job_page(request: web.Request) -> web.Response:
+    dashboard = request.app[STATE]
+    await _synced(dashboard, dashboard.jobs, dashboard.runs)
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    detail = _job_detail(dashboard, f"{namespace}/{name}", request.query.get("batch"))
+    if detail is None:
+        return _html(
+            pages.not_found_page(
+                f"No PipelineJob {namespace}/{name}.", namespaces=dashboard.scope, kinds=dashboard.kinds
+            ),
+            404,
+        )
+    events = request.path + "/events" + (f"?batch={quote(detail.batch, safe='')}" if detail.batch else "")
+    return _html(pages.job_page(detail, events, namespaces=dashboard.scope, kinds=dashboard.kinds))
+
+
 async def static(request: web.Request) -> web.Response:
     name = request.match_info["file"]
     if name not in STATIC_FILES:
@@ -218,7 +258,7 @@ async def runs_events(request: web.Request) -> web.StreamResponse:
         rows = views.run_rows(dashboard.runs.objects.values(), dashboard.clock())
         message, state = updates.run_list(state, rows)
         if message:
-            await _send(response, "runs", message)
+            await _send(response, "rows", message)
         return False
 
     try:
@@ -227,6 +267,72 @@ async def runs_events(request: web.Request) -> web.StreamResponse:
         pass
     finally:
         unsubscribe()
+    return response
+
+
+async def jobs_events(request: web.Request) -> web.StreamResponse:
+    dashboard = request.app[STATE]
+    await _synced(dashboard, dashboard.jobs)
+    response = await _open_stream(request)
+    changed = asyncio.Event()
+    changed.set()
+    unsubscribe = dashboard.jobs.subscribe(lambda obj: changed.set())
+    state = updates.ListState()
+
+    async def emit() -> bool:
+        nonlocal state
+        message, state = updates.job_list(state, views.job_rows(dashboard.jobs.objects.values()))
+        if message:
+            await _send(response, "rows", message)
+        return False
+
+    try:
+        await _follow(response, changed, emit)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        unsubscribe()
+    return response
+
+
+async def job_events(request: web.Request) -> web.StreamResponse:
+    """A job's batches and combinations, re-sent whole when the job or one of its runs changes."""
+    dashboard = request.app[STATE]
+    await _synced(dashboard, dashboard.jobs, dashboard.runs)
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    key, batch = f"{namespace}/{name}", request.query.get("batch")
+    response = await _open_stream(request)
+    changed = asyncio.Event()
+    changed.set()
+
+    def on_change(obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        owners = {r.get("name") for r in meta.get("ownerReferences") or [] if r.get("kind") == views.JOB_KIND}
+        if views.key_of(obj) == key or (meta.get("namespace") == namespace and name in owners):
+            changed.set()
+
+    unsubscribe = [dashboard.jobs.subscribe(on_change), dashboard.runs.subscribe(on_change)]
+    detail = _job_detail(dashboard, key, batch)
+    last = pages.job_body(detail) if detail else ""
+
+    async def emit() -> bool:
+        nonlocal last
+        current = _job_detail(dashboard, key, batch)
+        if current is None:
+            await _send(response, "gone", {"job": key})
+            return True
+        message, last = updates.section(last, pages.job_body(current), "job-body")
+        if message:
+            await _send(response, "sections", message)
+        return False
+
+    try:
+        await _follow(response, changed, emit)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        for stop in unsubscribe:
+            stop()
     return response
 
 
@@ -352,6 +458,10 @@ def create_app(
     app.router.add_get("/runs/{namespace}/{name}/steps/{step}/log", step_log)
     app.router.add_get("/pipelines", pipelines_page)
     app.router.add_get("/pipelines/{namespace}/{name}", pipeline_page)
+    app.router.add_get("/jobs", jobs_page)
+    app.router.add_get("/jobs/events", jobs_events)
+    app.router.add_get("/jobs/{namespace}/{name}", job_page)
+    app.router.add_get("/jobs/{namespace}/{name}/events", job_events)
     return app
 
 

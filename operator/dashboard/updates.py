@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchest_operator.dashboard import pages, svg
-from orchest_operator.dashboard.views import RunDetail, RunRow
+from orchest_operator.dashboard.views import JobRow, RunDetail, RunRow
 
 
 @dataclass
@@ -23,12 +23,15 @@ class ListState:
     order: list[str] = field(default_factory=list)
 
 
-def run_list(state: ListState, rows: Sequence[RunRow]) -> tuple[dict[str, Any] | None, ListState]:
-    """(message or None, new state): changed rows by key, removed keys, and the order when it changed."""
-    rendered = {r.key: pages.run_list_row(r) for r in rows}
-    order = [r.key for r in rows]
-    changed = {k: html for k, html in rendered.items() if state.rows.get(k) != html}
-    removed = [k for k in state.rows if k not in rendered]
+def rows(
+    state: ListState, rendered: Sequence[tuple[str, str]], table: str
+) -> tuple[dict[str, Any] | None, ListState]:
+    """(message or None, new state) for the list ``table``: changed rows by key, removed keys, and the
+    order when it changed."""
+    by_key = dict(rendered)
+    order = [key for key, _ in rendered]
+    changed = {k: html for k, html in by_key.items() if state.rows.get(k) != html}
+    removed = [k for k in state.rows if k not in by_key]
     message: dict[str, Any] = {}
     if changed:
         message["rows"] = changed
@@ -36,7 +39,22 @@ def run_list(state: ListState, rows: Sequence[RunRow]) -> tuple[dict[str, Any] |
         message["removed"] = removed
     if order != state.order:
         message["order"] = order
-    return (message or None), ListState(rows=rendered, order=order)
+    if message:
+        message["table"] = table
+    return (message or None), ListState(rows=by_key, order=order)
+
+
+def run_list(state: ListState, runs: Sequence[RunRow]) -> tuple[dict[str, Any] | None, ListState]:
+    return rows(state, [(r.key, pages.run_list_row(r)) for r in runs], "runs")
+
+
+def job_list(state: ListState, jobs: Sequence[JobRow]) -> tuple[dict[str, Any] | None, ListState]:
+    return rows(state, [(r.key, pages.job_list_row(r)) for r in jobs], "jobs")
+
+
+def section(last: str, html: str, element: str) -> tuple[dict[str, Any] | None, str]:
+    """A part of a page re-rendered whole (a job's batches and combinations), sent when it changed."""
+    return (None if html == last else {"sections": {element: html}}), html
 
 
 @dataclass

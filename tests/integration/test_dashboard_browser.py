@@ -14,7 +14,7 @@ from playwright.async_api import expect
 from orchest_operator.dashboard.client import ApiClient, load_configuration
 from orchest_operator.dashboard.server import create_app
 from tests.support.browser import ARTIFACTS, FLAGS, ensure_chromium
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, ResourceSpec
 from tests.support.kubelet import Outcome
 from tests.support.waiting import wait_for
 
@@ -22,6 +22,7 @@ OPERATOR = "orchest_operator.handlers"
 TEAM, OTHER = "team", "other"
 RUNS = "orchest.io/v1alpha1/pipelineruns"
 PIPELINES = "orchest.io/v1alpha1/pipelines"
+JOBS = "orchest.io/v1alpha1/pipelinejobs"
 EVIL = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 DIAMOND = [
     {"name": "load", "file": "load.ipynb"},
@@ -39,6 +40,8 @@ def _settings(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 async def dashboard(cluster: Cluster) -> AsyncIterator[str]:
     """The dashboard of namespaces team and other, served on a free port: its base URL."""
+    # PipelineJobs (issue 15) may not be in orchest's CRDs yet: serve the kind, as a cluster with it would.
+    cluster.emulator.register(ResourceSpec(JOBS, "PipelineJob", status=True))
     configuration, _ = load_configuration(str(cluster.kubeconfig))
     async with ApiClient(configuration) as client:
         runner = web.AppRunner(create_app(client, [TEAM, OTHER]), shutdown_timeout=0.5)
@@ -204,4 +207,85 @@ async def test_foreign_strings_are_escaped_and_unknown_phases_shown(
     assert response.status == 405, "no route changes anything"
     headers = (await page.request.get(f"{dashboard}/runs/other/odd")).headers
     assert "script-src 'self'" in headers["content-security-policy"]
+    assert browser.errors == []
+
+
+async def test_a_sweep_table_sorts_and_follows_its_runs(
+    cluster: Cluster, dashboard: str, browser: Browser
+) -> None:
+    """A PipelineJob's page, from the job's status and its runs (written here as its controller would)."""
+    batch = "20261206-030000"
+    job = await cluster.api.create(
+        JOBS,
+        {
+            "metadata": {"name": "sweep", "namespace": TEAM},
+            "spec": {
+                "pipelineRef": {"name": "p"},
+                "matrix": {"lr": [0.3, 0.1, 0.2]},
+                "schedule": "0 3 * * *",
+            },
+        },
+    )
+    status = {
+        "lastBatch": batch,
+        "lastBatchPhase": "Running",
+        "activeRuns": 3,
+        "batches": [
+            {
+                "id": batch,
+                "trigger": "Schedule",
+                "scheduledTime": "2026-12-06T03:00:00Z",
+                "phase": "Running",
+                "runs": 3,
+            }
+        ],
+    }
+    await cluster.api.patch_status(JOBS, "sweep", status, TEAM)
+    owner = {
+        "apiVersion": "orchest.io/v1alpha1",
+        "kind": "PipelineJob",
+        "name": "sweep",
+        "uid": job["metadata"]["uid"],
+    }
+    for index, lr in enumerate((0.3, 0.1, 0.2)):
+        body = run(f"sweep-{index}", lr=None)
+        body["spec"] = {"pipelineRef": {"name": "p"}, "parameters": {"lr": lr}}
+        body["metadata"].update(
+            labels={"orchest.io/batch": batch},
+            annotations={"orchest.io/combination": str(index)},
+            ownerReferences=[owner],
+        )
+        await cluster.api.create(RUNS, body)
+    page = browser.page
+    await page.goto(f"{dashboard}/jobs")
+    assert await page.inner_text('tr[data-key="team/sweep"] td:nth-child(6)') == "3"
+    await page.click('tr[data-key="team/sweep"] a')
+    await page.wait_for_selector("#live.on")
+    rows = "#combinations tr td:nth-child(2)"
+    assert await page.eval_on_selector_all(rows, "cells => cells.map(c => c.textContent)") == [
+        "0.3",
+        "0.1",
+        "0.2",
+    ]
+    await page.click("#job-body th:nth-child(2) button")
+    assert await page.eval_on_selector_all(rows, "cells => cells.map(c => c.textContent)") == [
+        "0.1",
+        "0.2",
+        "0.3",
+    ]
+    await page.click("#job-body th:nth-child(2) button")
+    assert await page.eval_on_selector_all(rows, "cells => cells.map(c => c.textContent)") == [
+        "0.3",
+        "0.2",
+        "0.1",
+    ]
+    # A run finishing shows up in place, and the chosen order holds.
+    await cluster.api.patch_status(RUNS, "sweep-1", {"phase": "Succeeded"}, TEAM)
+    await expect(page.locator('#combinations tr[data-key="1"] .badge')).to_have_text("Succeeded")
+    assert await page.eval_on_selector_all(rows, "cells => cells.map(c => c.textContent)") == [
+        "0.3",
+        "0.2",
+        "0.1",
+    ]
+    await browser.shot("pipelinejob")
     assert browser.errors == []

@@ -193,7 +193,7 @@ def test_run_list_updates_add_change_remove_and_reorder() -> None:
     message, state = updates.run_list(state, views.run_rows([run("a", phase="Succeeded"), newer], NOW))
     assert set(message["rows"]) == {"team/a", "team/b"} and message["order"] == ["team/b", "team/a"]
     message, state = updates.run_list(state, views.run_rows([newer], NOW))
-    assert message == {"removed": ["team/a"], "order": ["team/b"]}
+    assert message == {"removed": ["team/a"], "order": ["team/b"], "table": "runs"}
 
 
 def test_formatting() -> None:
@@ -206,3 +206,119 @@ def test_formatting() -> None:
     ]
     assert views.format_time("2026-12-06T03:04:05Z") == "2026-12-06 03:04:05Z"
     assert views.format_time("yesterday") == "" and views.parse_time(None) is None
+
+
+# --- PipelineJobs -----------------------------------------------------------------------------------------
+
+JOB = {
+    "metadata": {"name": "sweep", "namespace": "team", "uid": "u1"},
+    "spec": {
+        "pipelineRef": {"name": "p"},
+        "parameters": {"epochs": 3},
+        "matrix": {"lr": [0.1, 0.01], "depth": [2, 10]},
+        "include": [{"lr": 1, "note": "extra"}],
+        "schedule": "0 3 * * *",
+    },
+    "status": {
+        "lastBatch": "20261206-030000",
+        "lastBatchPhase": "Running",
+        "activeRuns": 2,
+        "batches": [
+            {
+                "id": "20261206-030000",
+                "trigger": "Schedule",
+                "scheduledTime": "2026-12-06T03:00:00Z",
+                "phase": "Running",
+                "runs": 5,
+                "counts": {"Running": 2, "Succeeded": 3},
+                "combinations": [{"index": 4, "run": "sweep-4", "phase": "Succeeded", "durationSeconds": 65}],
+            },
+            {
+                "id": "20261205-030000",
+                "trigger": "Schedule",
+                "scheduledTime": "2026-12-05T03:00:00Z",
+                "phase": "Succeeded",
+                "runs": 5,
+            },
+        ],
+    },
+}
+
+
+def job_run(index: int, batch: str, parameters: dict[str, Any], **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": f"sweep-{batch[-6:]}-{index}",
+            "namespace": "team",
+            "labels": {"orchest.io/batch": batch},
+            "annotations": {"orchest.io/combination": str(index)},
+            "ownerReferences": [{"kind": "PipelineJob", "name": "sweep", "uid": "u1"}],
+        },
+        "spec": {"pipelineRef": {"name": "p"}, "parameters": {"epochs": 3, **parameters}},
+        "status": status,
+    }
+
+
+def test_a_sweep_shows_one_column_per_swept_parameter_and_a_row_per_combination() -> None:
+    batch = "20261206-030000"
+    runs = [
+        job_run(1, batch, {"lr": 0.1, "depth": 10}, phase="Running", startTime="2026-12-06T03:09:00Z"),
+        job_run(
+            0,
+            batch,
+            {"lr": 0.1, "depth": 2},
+            phase="Succeeded",
+            startTime="2026-12-06T03:00:00Z",
+            completionTime="2026-12-06T03:02:00Z",
+        ),
+        job_run(0, "20261205-030000", {"lr": 5}, phase="Failed"),
+        {
+            **job_run(2, batch, {"lr": 0.01}),
+            "metadata": {**job_run(2, batch, {})["metadata"], "ownerReferences": []},
+        },
+    ]
+    detail = views.job_detail(JOB, runs, NOW)
+    assert detail.swept == ["lr", "depth", "note"]
+    assert detail.batch == batch and [b.id for b in detail.batches] == [batch, "20261205-030000"]
+    assert [c.index for c in detail.combinations] == [0, 1, 4], "the foreign run is not the job's"
+    first, second, recorded = detail.combinations
+    assert first.values == [("0.1", 0.1), ("2", 2), ("", "")]
+    assert (first.phase, first.duration, second.duration) == ("Succeeded", 120.0, 60.0)
+    assert (recorded.run, recorded.phase, recorded.duration) == ("sweep-4", "Succeeded", 65.0)
+    older = views.job_detail(JOB, runs, NOW, batch="20261205-030000")
+    assert [(c.index, c.phase) for c in older.combinations] == [(0, "Failed")]
+    row = detail.row
+    assert (row.schedule, row.combinations, row.active_runs, row.last_batch_phase) == (
+        "0 3 * * *",
+        5,
+        2,
+        "Running",
+    )
+    html = pages.job_page(detail, "/jobs/team/sweep/events", namespaces="team")
+    assert html.count("<button") == 3 + 4, "every column of the combinations table sorts"
+    assert 'data-value="0.1"' in html and 'href="/runs/team/sweep-030000-0"' in html
+
+
+def test_a_job_that_cannot_be_scheduled_says_why() -> None:
+    job = {
+        **JOB,
+        "spec": {"pipelineRef": {"name": "p"}},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "BadSchedule",
+                    "message": f"spec.schedule: {EVIL}",
+                }
+            ]
+        },
+    }
+    row = views.job_row(job)
+    assert (row.schedule, row.combinations, row.problem) == ("once", 1, f"spec.schedule: {EVIL}")
+    html = pages.jobs_page([row], namespaces="team")
+    assert "<script>alert" not in html and "not schedulable" in html
+    message, _ = updates.job_list(updates.ListState(), [row])
+    assert message["table"] == "jobs" and message["order"] == ["team/sweep"]
+    assert updates.section("x", "x", "job-body") == (None, "x")
+    assert updates.section("x", "y", "job-body") == ({"sections": {"job-body": "y"}}, "y")

@@ -23,9 +23,9 @@
     if (empty) empty.hidden = tbody.children.length > 0;
   }
 
-  // --- the run list ---------------------------------------------------------------------------------
-  function applyRuns(message) {
-    const tbody = document.getElementById('runs');
+  // --- lists (runs, jobs) ----------------------------------------------------------------------------
+  function applyRows(message) {
+    const tbody = document.getElementById(message.table);
     if (!tbody) return;
     const rows = rowsByKey(tbody, 'data-key');
     for (const [key, html] of Object.entries(message.rows || {})) {
@@ -110,6 +110,59 @@
     if (match) openLog(decodeURIComponent(match[1]));
   }
 
+  // --- parts re-rendered whole, and sortable tables --------------------------------------------------
+  const sortedBy = new Map();  // tbody id -> [column, direction]: kept when a section is re-rendered
+
+  function applySections(message) {
+    for (const [id, html] of Object.entries(message.sections || {})) {
+      const element = document.getElementById(id);
+      if (element) element.innerHTML = html;
+    }
+    for (const table of document.querySelectorAll('table.sortable')) {
+      const state = sortedBy.get(table.tBodies[0].id);
+      if (!state) continue;
+      [table.dataset.sorted, table.dataset.direction] = state;
+      sortTable(table);
+    }
+  }
+
+  function cellValue(row, column) {
+    const cell = row.children[column];
+    if (!cell) return '';
+    const value = cell.hasAttribute('data-value') ? cell.getAttribute('data-value') : cell.textContent;
+    const number = Number(value);
+    return value !== '' && !Number.isNaN(number) ? number : value;
+  }
+
+  function sortTable(table) {
+    const column = Number(table.dataset.sorted);
+    const direction = table.dataset.direction === 'desc' ? -1 : 1;
+    const tbody = table.tBodies[0];
+    const rows = Array.from(tbody.rows);
+    rows.sort((a, b) => {
+      const x = cellValue(a, column);
+      const y = cellValue(b, column);
+      if (typeof x === 'number' && typeof y === 'number') return (x - y) * direction;
+      return String(x).localeCompare(String(y)) * direction;
+    });
+    for (const row of rows) tbody.appendChild(row);
+    for (const [i, th] of Array.from(table.tHead.rows[0].cells).entries()) {
+      th.setAttribute('aria-sort', i === column ? (direction > 0 ? 'ascending' : 'descending') : 'none');
+    }
+  }
+
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest('table.sortable th button.sort');
+    if (!button) return;
+    const table = button.closest('table');
+    const column = button.parentElement.cellIndex;
+    const same = table.dataset.sorted === String(column);
+    table.dataset.direction = same && table.dataset.direction !== 'desc' ? 'desc' : 'asc';
+    table.dataset.sorted = String(column);
+    sortedBy.set(table.tBodies[0].id, [table.dataset.sorted, table.dataset.direction]);
+    sortTable(table);
+  });
+
   // --- durations of what is still running -----------------------------------------------------------
   function format(seconds) {
     const whole = Math.floor(seconds);
@@ -133,10 +186,12 @@
     const source = new EventSource(url);
     source.onopen = () => { liveDot.className = 'live on'; liveDot.title = 'live'; };
     source.onerror = () => { liveDot.className = 'live off'; liveDot.title = 'reconnecting…'; };
-    source.addEventListener('runs', (event) => applyRuns(JSON.parse(event.data)));
+    source.addEventListener('rows', (event) => applyRows(JSON.parse(event.data)));
+    source.addEventListener('sections', (event) => applySections(JSON.parse(event.data)));
     source.addEventListener('run', (event) => applyRun(JSON.parse(event.data)));
     source.addEventListener('gone', () => {
-      document.getElementById('gone-banner').hidden = false;
+      const banner = document.getElementById('gone-banner');
+      if (banner) banner.hidden = false;
       source.close();
       liveDot.className = 'live off';
     });
