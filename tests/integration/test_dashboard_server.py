@@ -64,10 +64,10 @@ async def test_pages_share_one_watch_per_kind(cluster: Cluster, served: tuple[st
         streams = [await session.get(f"{url}/runs/events") for _ in range(5)]
         try:
             for stream in streams:
-                assert set((await events(stream, "runs"))["rows"]) == {"team/r1"}
+                assert set((await events(stream, "rows"))["rows"]) == {"team/r1"}
             await cluster.api.create(RUNS, run("r2"))
             for stream in streams:
-                assert (await events(stream, "runs"))["order"] == ["team/r2", "team/r1"]
+                assert (await events(stream, "rows"))["order"] == ["team/r2", "team/r1"]
             for page in ("/runs", "/runs/team/r1", "/pipelines", "/healthz", "/static/dashboard.js"):
                 async with session.get(url + page) as response:
                     assert response.status == 200
