@@ -46,7 +46,11 @@ async def served(cluster: Cluster) -> AsyncIterator[tuple[str, web.Application]]
 
 
 async def events(response: aiohttp.ClientResponse, kind: str) -> dict[str, Any]:
-    """The data of the next server-sent event of ``kind``."""
+    """The data of the next server-sent event of ``kind`` (within 10 s)."""
+    return await asyncio.wait_for(_next_event(response, kind), 10)
+
+
+async def _next_event(response: aiohttp.ClientResponse, kind: str) -> dict[str, Any]:
     current = None
     async for raw in response.content:
         line = raw.decode().rstrip("\n")
