@@ -209,9 +209,11 @@ async def static(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """503 while a watch fails (API server unreachable, RBAC missing): the pod is then not ready, and a
+    restart (it holds no state) is as good a retry as any."""
     dashboard = request.app[STATE]
     problems = [i.error for i in dashboard.informers if i.error]
-    return web.json_response({"ok": not problems, "problems": problems}, status=200)
+    return web.json_response({"ok": not problems, "problems": problems}, status=503 if problems else 200)
 
 
 # --- server-sent events -------------------------------------------------------------------------------
