@@ -180,10 +180,24 @@ def step_row_html(row: StepRow) -> str:
         f"{_duration_cell(row.duration, row.start, row.running)}"
         f"<td>{e(row.job)}</td>"
         f"<td>{pod}</td>"
-        f'<td class="message">{e(row.message)}</td>'
+        f'<td class="message">{_message(row)}</td>'
         f"<td>{failure}</td>"
         "</tr>"
     )
+
+
+def _message(row: StepRow) -> str:
+    parts = []
+    if row.reason:
+        parts.append(f'<span class="reason">{e(row.reason)}</span>')
+    if row.message:
+        parts.append(e(row.message))
+    if row.cached_from:
+        # A relative link: the run page is /runs/<namespace>/<run>, and a cached execution comes from a
+        # run of the same Pipeline, so of the same namespace.
+        link = e(quote(row.cached_from, safe=""))
+        parts.append(f'cached from <a class="cached-from" href="{link}">{e(row.cached_from)}</a>')
+    return " ".join(parts)
 
 
 def run_graph(detail: RunDetail) -> str:

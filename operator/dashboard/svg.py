@@ -32,6 +32,7 @@ PHASE_COLOURS: dict[str, tuple[str, str]] = {
     "Skipped": ("#fff3bf", "#f08c00"),
     "Cancelled": ("#f3d9fa", "#ae3ec9"),
     "Reused": ("#c5f6fa", "#0c8599"),
+    "Cached": ("#e3fafc", "#1098ad"),
 }
 NO_PHASE = ("#ffffff", "#495057")
 """A step drawn without a run, or not part of the run's selection."""

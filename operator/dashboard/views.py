@@ -178,6 +178,10 @@ class StepRow:
     failure_cell: str = ""
     failure_ename: str = ""
     failure_evalue: str = ""
+    reason: str = ""
+    """Why the step's pod does not run (yet), as the cluster says it (``Unschedulable``, ``ErrImagePull``)."""
+    cached_from: str | None = None
+    """For a step taken from the cache: the run whose execution was reused."""
 
     @property
     def running(self) -> bool:
@@ -288,6 +292,8 @@ def step_row(
         failure_cell="" if failure.get("cell") is None else str(failure.get("cell")),
         failure_ename=str(failure.get("ename") or ""),
         failure_evalue=str(failure.get("evalue") or ""),
+        reason=str(state.get("reason") or ""),
+        cached_from=_text(state.get("cachedFrom")),
     )
 
 
@@ -342,6 +348,11 @@ def step_log_target(
     if job is None:
         if phase == "Reused":
             return None, f"Step {step} was reused from an earlier run: it has no pod in this run."
+        if state.get("cachedFrom"):
+            return (
+                None,
+                f"Step {step} was taken from the cache (run {state['cachedFrom']}): it has no pod here.",
+            )
         if phase == "Pending":
             return None, f"Step {step} has not started yet."
         return None, f"Step {step} never got a Job ({phase}): there is no pod and no log."

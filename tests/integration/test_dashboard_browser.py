@@ -178,7 +178,7 @@ async def test_foreign_strings_are_escaped_and_unknown_phases_shown(
     cluster: Cluster, dashboard: str, browser: Browser
 ) -> None:
     """A run written by another operator version (a phase this one does not know), with a step message
-    holding markup and a step whose pod is gone."""
+    holding markup, the reason its pod does not run, and a step whose pod is gone."""
     await cluster.api.create(PIPELINES, pipeline("p", DIAMOND[:2], namespace=OTHER))
     created = await cluster.api.create(RUNS, run("odd", namespace=OTHER))
     status = {
@@ -186,18 +186,18 @@ async def test_foreign_strings_are_escaped_and_unknown_phases_shown(
         "progress": "1/2",
         "snapshot": {"pipeline": {"steps": DIAMOND[:2]}, "selected": ["load", "fit"]},
         "steps": {
-            "load": {"phase": "Cached", "jobName": "odd-load-1", "message": EVIL},
+            "load": {"phase": "Frozen", "jobName": "odd-load-1", "message": EVIL, "reason": "Unschedulable"},
             "fit": {"phase": "Succeeded", "jobName": "odd-fit-1", "attempts": 1},
         },
     }
     await cluster.api.patch_status(RUNS, created["metadata"]["name"], status, OTHER)
     page = browser.page
     await page.goto(f"{dashboard}/runs/other/odd")
-    assert await page.inner_text("#step-load .message") == EVIL
+    assert await page.inner_text("#step-load .message") == f"Unschedulable {EVIL}"
     assert await page.evaluate("window.__pwned") is None
     assert await page.locator("#steps script, #steps img").count() == 0
-    assert await page.get_attribute('svg g[data-step="load"]', "class") == "step phase-cached"
-    assert await page.inner_text("#step-load .badge") == "Cached"
+    assert await page.get_attribute('svg g[data-step="load"]', "class") == "step phase-frozen"
+    assert await page.inner_text("#step-load .badge") == "Frozen"
     assert await page.inner_text("#step-fit td:nth-child(7)") == "gone"
     await page.click("#step-fit a.log-link")
     await expect(page.locator("#log-info")).to_contain_text("is gone")

@@ -50,11 +50,11 @@ def test_render_draws_every_step_and_edge_as_valid_svg() -> None:
 
 
 def test_unknown_phases_are_drawn_plainly_with_their_name() -> None:
-    text = svg.render([svg.GraphStep("a", "a.py")], {"a": "Cached"})
+    text = svg.render([svg.GraphStep("a", "a.py")], {"a": "Frozen"})
     g = ET.fromstring(text).find(".//svg:g[@data-step='a']", NS)
     assert g.find("svg:rect", NS).get("fill") == svg.UNKNOWN_PHASE[0]
-    assert g.get("class") == "step phase-cached"
-    assert "Cached" in "".join(g.itertext())
+    assert g.get("class") == "step phase-frozen"
+    assert "Frozen" in "".join(g.itertext())
     assert svg.phase_class("<b>") == "phase-b"
     assert svg.phase_class("") == "phase-unknown"
 

@@ -102,6 +102,12 @@ def test_step_rows_carry_pods_failures_and_gone_pods() -> None:
     assert (load.pod, load.pod_gone, load.duration) == (None, True, 10.0)
     assert (fit.pod, fit.attempts, fit.failure_cell, fit.failure_ename) == ("j-fit-new", 2, "3", "ValueError")
     assert plot.phase is None and detail.selected == 2
+    cached = {"phase": "Cached", "cachedFrom": "r0", "reason": "", "message": "same inputs"}
+    r = run(**{**status, "steps": {**status["steps"], "plot": cached}})
+    plot_row = views.run_detail(r, pods, NOW).step_rows[2]
+    assert (plot_row.phase, plot_row.cached_from, plot_row.pod_gone) == ("Cached", "r0", False)
+    assert 'cached from <a class="cached-from" href="r0">r0</a>' in pages.step_row_html(plot_row)
+    assert "taken from the cache (run r0)" in views.step_log_target(r, "plot", pods)[1]
     # Before the pod informer has listed, nothing is called gone.
     assert not views.run_detail(run(**status), pods, NOW, pods_known=False).step_rows[0].pod_gone
 
