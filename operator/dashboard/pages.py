@@ -234,27 +234,30 @@ def _session_cell(view: PipelineView) -> str:
     return f'<span class="badge session-{e(view.session_phase.lower())}">{e(view.session_phase)}</span>'
 
 
-def pipelines_page(views: Sequence[PipelineView], *, namespaces: str, kinds: Sequence[str] = ()) -> str:
-    rows = "".join(
-        f'<tr id="pipeline-{e(v.key)}">'
+PIPELINE_COLUMNS = ("Pipeline", "Namespace", "Steps", "Parameters", "Session", "Last run")
+
+
+def pipeline_list_row(v: PipelineView) -> str:
+    last = f'<a href="{e(run_url(v.namespace, v.last_run))}">{e(v.last_run)}</a>' if v.last_run else ""
+    return (
+        f'<tr id="pipeline-{e(v.key)}" data-key="{e(v.key)}">'
         f'<td><a href="{e(pipeline_url(v.namespace, v.name))}">{e(v.name)}</a></td>'
         f"<td>{e(v.namespace)}</td><td>{v.step_count}</td>"
         f"<td>{e(', '.join(f'{k}={val}' for k, val in v.parameters))}</td>"
-        f"<td>{_session_cell(v)}</td><td>{e(v.last_run)}</td></tr>"
-        for v in views
+        f"<td>{_session_cell(v)}</td><td>{last}</td></tr>"
     )
-    body = "<h1>Pipelines</h1>" + _table(
-        ("Pipeline", "Namespace", "Steps", "Parameters", "Session", "Last run"),
-        "pipelines",
-        rows,
-        "No Pipelines yet.",
-    )
-    return document("Pipelines", body, active="pipelines", namespaces=namespaces, kinds=kinds)
 
 
-def pipeline_page(
-    view: PipelineView, runs: Sequence[RunRow], *, namespaces: str, kinds: Sequence[str] = ()
-) -> str:
+def pipelines_page(views: Sequence[PipelineView], *, namespaces: str, kinds: Sequence[str] = ()) -> str:
+    rows = "".join(pipeline_list_row(v) for v in views)
+    body = "<h1>Pipelines</h1>" + _table(PIPELINE_COLUMNS, "pipelines", rows, "No Pipelines yet.")
+    return document(
+        "Pipelines", body, active="pipelines", namespaces=namespaces, events="/pipelines/events", kinds=kinds
+    )
+
+
+def pipeline_body(view: PipelineView) -> str:
+    """What the Pipeline itself shows: its drawing, session, steps and parameters."""
     params = "".join(f"<tr><td>{e(k)}</td><td><code>{e(v)}</code></td></tr>" for k, v in view.parameters)
     steps = "".join(
         f"<tr><td>{e(s.name)}</td><td>{e(s.file)}</td><td>{e(s.depends_on)}</td><td>{e(s.image)}</td>"
@@ -269,9 +272,7 @@ def pipeline_page(
             f"<p>then <code>http://localhost:8888/lab?token=</code> followed by the token from</p>"
             f"<pre class=command>{e(view.token_command)}</pre>"
         )
-    body = (
-        f'<h1>Pipeline <span class="name">{e(view.name)}</span> '
-        f'<span class="ns">in {e(view.namespace)}</span></h1>'
+    return (
         f'<section class="graph">{svg.render(view.graph, title=view.name)}</section>'
         f"<section><h2>Interactive session</h2>{session}</section>"
         "<section><h2>Steps</h2>"
@@ -283,11 +284,28 @@ def pipeline_page(
         )
         + "</section><section><h2>Parameters</h2>"
         + _table(("Name", "Value"), "pipeline-parameters", params, "No parameters.")
-        + "</section><section><h2>Runs</h2>"
-        + _table(RUN_COLUMNS, "pipeline-runs", "".join(run_list_row(r) for r in runs), "No runs of it.")
         + "</section>"
     )
-    return document(view.name, body, active="pipelines", namespaces=namespaces, kinds=kinds)
+
+
+def pipeline_runs(runs: Sequence[RunRow]) -> str:
+    return "<h2>Runs</h2>" + _table(
+        RUN_COLUMNS, "pipeline-runs", "".join(run_list_row(r) for r in runs), "No runs of it."
+    )
+
+
+def pipeline_page(
+    view: PipelineView, runs: Sequence[RunRow], *, namespaces: str, kinds: Sequence[str] = ()
+) -> str:
+    body = (
+        f'<h1>Pipeline <span class="name">{e(view.name)}</span> '
+        f'<span class="ns">in {e(view.namespace)}</span></h1>'
+        '<p id="gone-banner" class="banner" hidden>This Pipeline was deleted.</p>'
+        f'<div id="pipeline-body">{pipeline_body(view)}</div>'
+        f'<section id="pipeline-runs-section">{pipeline_runs(runs)}</section>'
+    )
+    events = pipeline_url(view.namespace, view.name) + "/events"
+    return document(view.name, body, active="pipelines", namespaces=namespaces, events=events, kinds=kinds)
 
 
 # --- PipelineJobs -------------------------------------------------------------------------------------

@@ -297,6 +297,88 @@ async def jobs_events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def pipelines_events(request: web.Request) -> web.StreamResponse:
+    dashboard = request.app[STATE]
+    await _synced(dashboard, dashboard.pipelines)
+    response = await _open_stream(request)
+    changed = asyncio.Event()
+    changed.set()
+    unsubscribe = dashboard.pipelines.subscribe(lambda obj: changed.set())
+    state = updates.ListState()
+
+    async def emit() -> bool:
+        nonlocal state
+        found = views.pipeline_views(dashboard.pipelines.objects.values())
+        message, state = updates.pipeline_list(state, found)
+        if message:
+            await _send(response, "rows", message)
+        return False
+
+    try:
+        await _follow(response, changed, emit)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        unsubscribe()
+    return response
+
+
+async def pipeline_events(request: web.Request) -> web.StreamResponse:
+    """A Pipeline's page: its own part re-sent when the Pipeline changes, its runs when one of them does."""
+    dashboard = request.app[STATE]
+    await _synced(dashboard, dashboard.pipelines, dashboard.runs)
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    key = f"{namespace}/{name}"
+    response = await _open_stream(request)
+    changed = asyncio.Event()
+    changed.set()
+
+    def on_pipeline(obj: dict[str, Any]) -> None:
+        if views.key_of(obj) == key:
+            changed.set()
+
+    def on_run(obj: dict[str, Any]) -> None:
+        if (obj.get("metadata") or {}).get("namespace") == namespace and (
+            ((obj.get("spec") or {}).get("pipelineRef") or {}).get("name") == name
+        ):
+            changed.set()
+
+    unsubscribe = [dashboard.pipelines.subscribe(on_pipeline), dashboard.runs.subscribe(on_run)]
+    last = {"pipeline-body": "", "pipeline-runs-section": ""}
+    pipeline = dashboard.pipelines.objects.get(key)
+    if pipeline is not None:  # what the page was rendered with, near enough: only changes go out
+        last["pipeline-body"] = pages.pipeline_body(views.pipeline_view(pipeline))
+
+    async def emit() -> bool:
+        current = dashboard.pipelines.objects.get(key)
+        if current is None:
+            await _send(response, "gone", {"pipeline": key})
+            return True
+        runs = views.run_rows(
+            views.runs_of(dashboard.runs.objects.values(), namespace, name), dashboard.clock()
+        )
+        sections = {}
+        for element, html in (
+            ("pipeline-body", pages.pipeline_body(views.pipeline_view(current))),
+            ("pipeline-runs-section", pages.pipeline_runs(runs)),
+        ):
+            message, last[element] = updates.section(last[element], html, element)
+            if message:
+                sections.update(message["sections"])
+        if sections:
+            await _send(response, "sections", {"sections": sections})
+        return False
+
+    try:
+        await _follow(response, changed, emit)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        for stop in unsubscribe:
+            stop()
+    return response
+
+
 async def job_events(request: web.Request) -> web.StreamResponse:
     """A job's batches and combinations, re-sent whole when the job or one of its runs changes."""
     dashboard = request.app[STATE]
@@ -459,7 +541,9 @@ def create_app(
     app.router.add_get("/runs/{namespace}/{name}/events", run_events)
     app.router.add_get("/runs/{namespace}/{name}/steps/{step}/log", step_log)
     app.router.add_get("/pipelines", pipelines_page)
+    app.router.add_get("/pipelines/events", pipelines_events)
     app.router.add_get("/pipelines/{namespace}/{name}", pipeline_page)
+    app.router.add_get("/pipelines/{namespace}/{name}/events", pipeline_events)
     app.router.add_get("/jobs", jobs_page)
     app.router.add_get("/jobs/events", jobs_events)
     app.router.add_get("/jobs/{namespace}/{name}", job_page)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchest_operator.dashboard import pages, svg
-from orchest_operator.dashboard.views import JobRow, RunDetail, RunRow
+from orchest_operator.dashboard.views import JobRow, PipelineView, RunDetail, RunRow
 
 
 @dataclass
@@ -50,6 +50,10 @@ def run_list(state: ListState, runs: Sequence[RunRow]) -> tuple[dict[str, Any] |
 
 def job_list(state: ListState, jobs: Sequence[JobRow]) -> tuple[dict[str, Any] | None, ListState]:
     return rows(state, [(r.key, pages.job_list_row(r)) for r in jobs], "jobs")
+
+
+def pipeline_list(state: ListState, views: Sequence[PipelineView]) -> tuple[dict[str, Any] | None, ListState]:
+    return rows(state, [(v.key, pages.pipeline_list_row(v)) for v in views], "pipelines")
 
 
 def section(last: str, html: str, element: str) -> tuple[dict[str, Any] | None, str]:

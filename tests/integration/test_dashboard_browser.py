@@ -289,3 +289,32 @@ async def test_a_sweep_table_sorts_and_follows_its_runs(
     ]
     await browser.shot("pipelinejob")
     assert browser.errors == []
+
+
+async def test_pipelines_follow_their_session_and_runs(
+    cluster: Cluster, dashboard: str, browser: Browser
+) -> None:
+    body = pipeline("nb", DIAMOND[:2], namespace=OTHER)
+    body["spec"]["session"] = {"enabled": True}
+    await cluster.api.create(PIPELINES, body)
+    page = browser.page
+    await page.goto(f"{dashboard}/pipelines")
+    await page.wait_for_selector("#live.on")
+    row = 'tr[data-key="other/nb"]'
+    assert await page.inner_text(f"{row} td:nth-child(5)") == "Starting"
+    await cluster.api.patch_status(PIPELINES, "nb", {"session": {"phase": "Ready"}}, OTHER)
+    await expect(page.locator(f"{row} td:nth-child(5)")).to_have_text("Ready")
+
+    await page.click(f"{row} a")
+    await page.wait_for_selector("#live.on")
+    assert "kubectl -n other port-forward svc/nb-jupyter 8888" in await page.inner_text("#pipeline-body")
+    await cluster.api.patch_status(
+        PIPELINES, "nb", {"session": {"phase": "Failed", "reason": "Timeout", "message": EVIL}}, OTHER
+    )
+    await expect(page.locator("#pipeline-body .badge").first).to_have_text("Failed")
+    assert EVIL in await page.inner_text("#pipeline-body")
+    await cluster.api.create(RUNS, run("nb-1", "nb", namespace=OTHER))
+    await page.wait_for_selector('#pipeline-runs tr[data-key="other/nb-1"]')
+    assert await page.evaluate("window.__pwned") is None
+    await browser.shot("pipeline-live")
+    assert browser.errors == []

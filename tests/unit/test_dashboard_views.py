@@ -328,3 +328,16 @@ def test_a_job_that_cannot_be_scheduled_says_why() -> None:
     assert message["table"] == "jobs" and message["order"] == ["team/sweep"]
     assert updates.section("x", "x", "job-body") == (None, "x")
     assert updates.section("x", "y", "job-body") == ({"sections": {"job-body": "y"}}, "y")
+
+
+def test_pipeline_list_updates_follow_the_session() -> None:
+    body = {
+        "metadata": {"name": "q", "namespace": "t"},
+        "spec": {"steps": STEPS, "session": {"enabled": True}},
+    }
+    message, state = updates.pipeline_list(updates.ListState(), [views.pipeline_view(body)])
+    assert message is not None and message["table"] == "pipelines" and "Starting" in message["rows"]["t/q"]
+    body["status"] = {"session": {"phase": "Ready"}, "lastRun": "r1"}
+    message, _ = updates.pipeline_list(state, [views.pipeline_view(body)])
+    assert message is not None and set(message) == {"rows", "table"}
+    assert 'href="/runs/t/r1"' in message["rows"]["t/q"] and "Ready" in message["rows"]["t/q"]
