@@ -48,6 +48,8 @@ class Informer:
         self.label_selector = label_selector
         self.keep = keep
         self.objects: dict[str, dict[str, Any]] = {}
+        self.version = 0
+        """Counts changes: what was computed from the objects at one version holds until the next."""
         self.synced = asyncio.Event()
         self.absent = False
         self.error: str | None = None
@@ -69,6 +71,7 @@ class Informer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _notify(self, obj: dict[str, Any]) -> None:
+        self.version += 1
         for listener in list(self._listeners):
             listener(obj)
 

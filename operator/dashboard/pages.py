@@ -51,12 +51,12 @@ def badge(phase: str | None) -> str:
     return f'<span class="badge {svg.phase_class(phase)}">{e(phase)}</span>'
 
 
-def _duration_cell(duration: float | None, start: str | None, running: bool) -> str:
-    """A duration; while running, the page's script keeps counting from ``data-since``."""
-    text = e(format_duration(duration))
+def _duration(duration: float | None, start: str | None, running: bool, tag: str = "td") -> str:
+    """A duration. While running, the page's script counts it from ``data-since``: the markup holds no
+    time-dependent text, so a running step's row only changes (and is only re-sent) when its state does."""
     if running and start:
-        return f'<td class="duration" data-since="{e(start)}">{text}</td>'
-    return f'<td class="duration">{text}</td>'
+        return f'<{tag} class="duration" data-since="{e(start)}"></{tag}>'
+    return f'<{tag} class="duration">{e(format_duration(duration))}</{tag}>'
 
 
 def document(
@@ -103,7 +103,7 @@ def run_list_row(row: RunRow) -> str:
         f"<td>{badge(row.phase)}</td>"
         f"<td>{e(row.progress)}</td>"
         f"<td>{e(format_time(row.start))}</td>"
-        f"{_duration_cell(row.duration, row.start, row.phase == 'Running')}"
+        f"{_duration(row.duration, row.start, row.phase == 'Running')}"
         f"<td>{job}</td>"
         "</tr>"
     )
@@ -132,7 +132,7 @@ def run_summary(detail: RunDetail) -> str:
         ("Pipeline", f'<a href="{e(pipeline_url(row.namespace, row.pipeline))}">{e(row.pipeline)}</a>'),
         ("Started", e(format_time(row.start))),
         ("Finished", e(format_time(row.completion))),
-        ("Duration", e(format_duration(row.duration))),
+        ("Duration", _duration(row.duration, row.start, not row.finished, "span")),
         ("Steps", f"{detail.selected} of {len(detail.step_rows)} selected"),
     ]
     if row.parameters:
@@ -177,7 +177,7 @@ def step_row_html(row: StepRow) -> str:
         f"<td>{badge(row.phase)}</td>"
         f"<td>{e(row.attempts)}</td>"
         f"<td>{e(format_time(row.start))}</td>"
-        f"{_duration_cell(row.duration, row.start, row.running)}"
+        f"{_duration(row.duration, row.start, row.running)}"
         f"<td>{e(row.job)}</td>"
         f"<td>{pod}</td>"
         f'<td class="message">{_message(row)}</td>'
@@ -374,7 +374,7 @@ def job_body(detail: JobDetail) -> str:
         + "".join(f'<td data-value="{e(sort)}"><code>{e(text)}</code></td>' for text, sort in c.values)
         + f'<td><a href="{e(run_url(row.namespace, c.run))}">{e(c.run)}</a></td>'
         f'<td data-value="{e(c.phase or "")}">{badge(c.phase or "Pending")}</td>'
-        f'<td data-value="{"" if c.duration is None else round(c.duration, 1)}">'
+        f'<td data-value="{"" if c.duration is None else round(c.duration)}">'
         f"{e(format_duration(c.duration))}</td></tr>"
         for c in detail.combinations
     )

@@ -46,6 +46,8 @@ SECURITY_HEADERS = {
 COALESCE_SECONDS = 0.15
 """A burst of watch events (a wave of steps starting) becomes one update per page."""
 KEEPALIVE_SECONDS = 15.0
+VIEW_CACHE_SIZE = 32
+"""Runs whose rendered rows are kept for their open pages."""
 LOG_TAIL_LINES = "10000"
 STATIC_FILES = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 
@@ -68,6 +70,7 @@ class Dashboard:
             client, PODS, self.namespaces, label_selector=naming.LABEL_RUN, keep=views.pod_summary
         )
         self.informers = (self.runs, self.pipelines, self.jobs, self.pods)
+        self._views: dict[str, tuple[tuple[str, int], views.RunDetail, updates.RunState]] = {}
 
     @property
     def scope(self) -> str:
@@ -85,6 +88,26 @@ class Dashboard:
         if run is None:
             return None
         return views.run_detail(run, self.pod_index(), self.clock(), pods_known=self.pods.synced.is_set())
+
+    def run_view(self, key: str) -> tuple[views.RunDetail, updates.RunState] | None:
+        """A run's detail and rendered rows, shared by every page of that run until the run or a pod
+        changes: ten tabs on a 1000-step run render it once per change, not ten times."""
+        run = self.runs.objects.get(key)
+        if run is None:
+            self._views.pop(key, None)
+            return None
+        stamp = (str((run.get("metadata") or {}).get("resourceVersion")), self.pods.version)
+        cached = self._views.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1], cached[2]
+        detail = self.run_detail(key)
+        assert detail is not None
+        state = updates.run_state(detail)
+        self._views.pop(key, None)
+        self._views[key] = (stamp, detail, state)
+        while len(self._views) > VIEW_CACHE_SIZE:
+            del self._views[next(iter(self._views))]
+        return detail, state
 
     async def start(self) -> None:
         for informer in self.informers:
@@ -132,10 +155,10 @@ async def run_page(request: web.Request) -> web.Response:
     dashboard = request.app[STATE]
     await _synced(dashboard, dashboard.runs, dashboard.pods)
     key = f"{request.match_info['namespace']}/{request.match_info['name']}"
-    detail = dashboard.run_detail(key)
-    if detail is None:
+    view = dashboard.run_view(key)
+    if view is None:
         return _html(pages.not_found_page(f"No PipelineRun {key}.", namespaces=dashboard.scope), 404)
-    return _html(pages.run_page(detail, namespaces=dashboard.scope, kinds=dashboard.kinds))
+    return _html(pages.run_page(view[0], namespaces=dashboard.scope, kinds=dashboard.kinds))
 
 
 async def pipelines_page(request: web.Request) -> web.Response:
@@ -427,13 +450,10 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     key, label = f"{namespace}/{name}", naming.label_value(name)
     response = await _open_stream(request)
     changed = asyncio.Event()
-    detail = dashboard.run_detail(key)
+    view = dashboard.run_view(key)
     # The page was rendered from the run at version ``rv``: if it changed since, send every row once.
-    state = (
-        updates.RunState()
-        if detail is None or detail.resource_version != request.query.get("rv")
-        else (updates.run_state(detail))
-    )
+    fresh = view is not None and view[0].resource_version == request.query.get("rv")
+    state = view[1] if view is not None and fresh else updates.RunState()
     changed.set()
 
     def on_run(obj: dict[str, Any]) -> None:
@@ -449,11 +469,11 @@ async def run_events(request: web.Request) -> web.StreamResponse:
 
     async def emit() -> bool:
         nonlocal state
-        current = dashboard.run_detail(key)
+        current = dashboard.run_view(key)
         if current is None:
             await _send(response, "gone", {"run": key})
             return True
-        message, state = updates.run_page(state, current)
+        message, state = updates.run_page(state, *current)
         if message:
             await _send(response, "run", message)
         return False

@@ -88,9 +88,12 @@ def step_change(name: str, file: str, phase: str | None, row: str) -> dict[str, 
     }
 
 
-def run_page(state: RunState, detail: RunDetail) -> tuple[dict[str, Any] | None, RunState]:
-    """(message or None, new state): the summary if it changed and each step whose row changed."""
-    new = run_state(detail)
+def run_page(
+    state: RunState, detail: RunDetail, new: RunState | None = None
+) -> tuple[dict[str, Any] | None, RunState]:
+    """(message or None, new state): the summary if it changed and each step whose row changed. ``new``
+    is ``run_state(detail)`` when the caller has it already (pages of one run share it)."""
+    new = new or run_state(detail)
     files: Mapping[str, str] = {s.name: s.file for s in detail.steps}
     message: dict[str, Any] = {}
     if new.summary != state.summary:

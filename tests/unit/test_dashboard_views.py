@@ -341,3 +341,16 @@ def test_pipeline_list_updates_follow_the_session() -> None:
     message, _ = updates.pipeline_list(state, [views.pipeline_view(body)])
     assert message is not None and set(message) == {"rows", "table"}
     assert 'href="/runs/t/r1"' in message["rows"]["t/q"] and "Ready" in message["rows"]["t/q"]
+
+
+def test_running_rows_do_not_change_with_the_clock() -> None:
+    """A running step's duration is counted by the page's script: its row, and so the live updates, only
+    change when its state does."""
+    steps = {"load": {"phase": "Running", "jobName": "j", "startTime": "2026-12-06T03:00:00Z"}}
+    r = run(phase="Running", startTime="2026-12-06T03:00:00Z", steps=steps)
+    later = NOW + datetime.timedelta(minutes=5)
+    first, second = (updates.run_state(views.run_detail(r, views.PodIndex([]), t)) for t in (NOW, later))
+    assert first == second
+    assert 'data-since="2026-12-06T03:00:00Z"' in first.steps["load"][1]
+    rows = [pages.run_list_row(views.run_rows([r], t)[0]) for t in (NOW, later)]
+    assert rows[0] == rows[1]

@@ -46,6 +46,7 @@
       }
     }
     toggleEmpty(tbody);
+    tick();
   }
 
   // --- a run ----------------------------------------------------------------------------------------
@@ -75,6 +76,7 @@
       if (row.classList.contains('selected')) fresh.classList.add('selected');
       row.replaceWith(fresh);
     }
+    tick();
   }
 
   // --- a step's log ---------------------------------------------------------------------------------
@@ -124,6 +126,7 @@
       [table.dataset.sorted, table.dataset.direction] = state;
       sortTable(table);
     }
+    tick();
   }
 
   function cellValue(row, column) {
@@ -174,7 +177,7 @@
 
   function tick() {
     const now = Date.now();
-    for (const cell of document.querySelectorAll('td.duration[data-since]')) {
+    for (const cell of document.querySelectorAll('.duration[data-since]')) {
       const since = Date.parse(cell.getAttribute('data-since'));
       if (!Number.isNaN(since)) cell.textContent = format(Math.max(now - since, 0) / 1000);
     }
@@ -198,5 +201,6 @@
   }
   window.addEventListener('hashchange', fromHash);
   fromHash();
+  tick();
   setInterval(tick, 1000);
 })();
