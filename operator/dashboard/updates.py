@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchest_operator.dashboard import pages, svg
-from orchest_operator.dashboard.views import JobRow, PipelineView, RunDetail, RunRow
+from orchest_operator.dashboard.job_views import JobRow
+from orchest_operator.dashboard.views import PipelineView, RunDetail, RunRow
 
 
 @dataclass

@@ -17,7 +17,6 @@ from typing import Any
 from orchest_operator import naming
 from orchest_operator.builders.session import SessionNames
 from orchest_operator.dashboard.svg import GraphStep, graph_steps
-from orchest_operator.models import GROUP
 
 FINISHED_RUN_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
 UNFINISHED_STEP_PHASES = frozenset({"Pending", "Running"})
@@ -28,11 +27,13 @@ _JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 Obj = Mapping[str, Any]
 
 
-def _map(value: Any) -> Mapping[str, Any]:
+def as_map(value: Any) -> Mapping[str, Any]:
+    """``value`` if it is a mapping, else an empty one: a field of the wrong type reads as absent."""
     return value if isinstance(value, Mapping) else {}
 
 
-def _text(value: Any) -> str | None:
+def text_of(value: Any) -> str | None:
+    """``value`` as text, None staying None."""
     return None if value is None else str(value)
 
 
@@ -77,7 +78,7 @@ def format_time(value: Any) -> str:
 
 def key_of(obj: Obj) -> str:
     """``namespace/name``: the key of an object in the informers and in the pages."""
-    meta = _map(obj.get("metadata"))
+    meta = as_map(obj.get("metadata"))
     return f"{meta.get('namespace') or ''}/{meta.get('name') or ''}"
 
 
@@ -114,10 +115,10 @@ class RunRow:
         return self.phase in FINISHED_RUN_PHASES
 
 
-def _owner(meta: Mapping[str, Any], kind: str) -> str | None:
+def owner_name(meta: Mapping[str, Any], kind: str) -> str | None:
     for ref in meta.get("ownerReferences") or []:
         if isinstance(ref, Mapping) and ref.get("kind") == kind:
-            return _text(ref.get("name"))
+            return text_of(ref.get("name"))
     return None
 
 
@@ -129,24 +130,24 @@ def _condition_message(status: Mapping[str, Any]) -> str:
 
 
 def run_row(run: Obj, now: datetime.datetime) -> RunRow:
-    meta, spec, status = _map(run.get("metadata")), _map(run.get("spec")), _map(run.get("status"))
-    job = _owner(meta, JOB_KIND)
-    overrides = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(_map(spec.get("parameters")).items()))
+    meta, spec, status = as_map(run.get("metadata")), as_map(run.get("spec")), as_map(run.get("status"))
+    job = owner_name(meta, JOB_KIND)
+    overrides = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(as_map(spec.get("parameters")).items()))
     return RunRow(
         namespace=str(meta.get("namespace") or ""),
         name=str(meta.get("name") or ""),
-        pipeline=str(_map(spec.get("pipelineRef")).get("name") or ""),
+        pipeline=str(as_map(spec.get("pipelineRef")).get("name") or ""),
         phase=str(status.get("phase") or "Pending"),
         progress=str(status.get("progress") or ""),
         created=str(meta.get("creationTimestamp") or ""),
-        start=_text(status.get("startTime")),
-        completion=_text(status.get("completionTime")),
+        start=text_of(status.get("startTime")),
+        completion=text_of(status.get("completionTime")),
         duration=duration_seconds(status.get("startTime"), status.get("completionTime"), now),
         message=_condition_message(status),
         job=job,
         job_parameters=overrides if job else "",
         parameters=overrides,
-        rerun_of=_text(spec.get("rerunOf")),
+        rerun_of=text_of(spec.get("rerunOf")),
         failure_policy=str(spec.get("failurePolicy") or ""),
     )
 
@@ -207,8 +208,8 @@ class PodIndex:
     def __init__(self, pods: Iterable[Obj]) -> None:
         latest: dict[tuple[str, str], Obj] = {}
         for pod in pods:
-            meta = _map(pod.get("metadata"))
-            labels = _map(meta.get("labels"))
+            meta = as_map(pod.get("metadata"))
+            labels = as_map(meta.get("labels"))
             job = next((labels[k] for k in _JOB_NAME_LABELS if k in labels), None)
             if job is None:
                 continue
@@ -225,7 +226,7 @@ class PodIndex:
 def pod_summary(pod: Obj) -> dict[str, Any]:
     """What the dashboard keeps of a step's pod: names, the labels that tie it to its run and Job, and its
     phase (a pod object is ~5 KB; a cluster-wide dashboard holds every step pod)."""
-    meta, labels = _map(pod.get("metadata")), _map(_map(pod.get("metadata")).get("labels"))
+    meta, labels = as_map(pod.get("metadata")), as_map(as_map(pod.get("metadata")).get("labels"))
     kept = (naming.LABEL_RUN, naming.LABEL_STEP, *_JOB_NAME_LABELS)
     return {
         "metadata": {
@@ -234,23 +235,23 @@ def pod_summary(pod: Obj) -> dict[str, Any]:
             },
             "labels": {k: labels[k] for k in kept if k in labels},
         },
-        "status": {"phase": _map(pod.get("status")).get("phase")},
+        "status": {"phase": as_map(pod.get("status")).get("phase")},
     }
 
 
 def _created(obj: Obj) -> tuple[str, str]:
-    meta = _map(obj.get("metadata"))
+    meta = as_map(obj.get("metadata"))
     return (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
 
 
 def pipeline_steps_of_run(run: Obj) -> list[GraphStep]:
     """What the run executes: the snapshot the operator froze, else the steps named in its status."""
-    status = _map(run.get("status"))
-    snapshot = _map(_map(status.get("snapshot")).get("pipeline"))
+    status = as_map(run.get("status"))
+    snapshot = as_map(as_map(status.get("snapshot")).get("pipeline"))
     steps = graph_steps(snapshot.get("steps") or [])
     if steps:
         return steps
-    return [GraphStep(name=str(n), file="") for n in _map(status.get("steps"))]
+    return [GraphStep(name=str(n), file="") for n in as_map(status.get("steps"))]
 
 
 def step_row(
@@ -268,9 +269,9 @@ def step_row(
     if state is None:
         return StepRow(name, file, None, None, None, None, None, None, None, False, "")
     phase = str(state.get("phase") or "Pending")
-    job = _text(state.get("jobName"))
+    job = text_of(state.get("jobName"))
     pod = pods.pod_of(namespace, job)
-    failure = _map(state.get("failure"))
+    failure = as_map(state.get("failure"))
     attempts = state.get("attempts")
     started = job is not None and phase != "Pending"
     return StepRow(
@@ -278,36 +279,36 @@ def step_row(
         file=file,
         phase=phase,
         attempts=attempts if isinstance(attempts, int) else None,
-        start=_text(state.get("startTime")),
-        completion=_text(state.get("completionTime")),
+        start=text_of(state.get("startTime")),
+        completion=text_of(state.get("completionTime")),
         duration=duration_seconds(
             state.get("startTime"),
             state.get("completionTime") if phase not in UNFINISHED_STEP_PHASES else None,
             now,
         ),
         job=job,
-        pod=_text(_map(pod.get("metadata")).get("name")) if pod else None,
+        pod=text_of(as_map(pod.get("metadata")).get("name")) if pod else None,
         pod_gone=pod is None and started and pods_known,
         message=str(state.get("message") or ""),
         failure_cell="" if failure.get("cell") is None else str(failure.get("cell")),
         failure_ename=str(failure.get("ename") or ""),
         failure_evalue=str(failure.get("evalue") or ""),
         reason=str(state.get("reason") or ""),
-        cached_from=_text(state.get("cachedFrom")),
+        cached_from=text_of(state.get("cachedFrom")),
     )
 
 
 def run_detail(run: Obj, pods: PodIndex, now: datetime.datetime, *, pods_known: bool = True) -> RunDetail:
     row = run_row(run, now)
-    status = _map(run.get("status"))
-    states = _map(status.get("steps"))
+    status = as_map(run.get("status"))
+    states = as_map(status.get("steps"))
     steps = pipeline_steps_of_run(run)
-    selected = _map(status.get("snapshot")).get("selected")
+    selected = as_map(status.get("snapshot")).get("selected")
     rows = [
         step_row(
             s.name,
             s.file,
-            _map(states[s.name]) if s.name in states else None,
+            as_map(states[s.name]) if s.name in states else None,
             row.namespace,
             pods,
             now,
@@ -330,7 +331,7 @@ def run_detail(run: Obj, pods: PodIndex, now: datetime.datetime, *, pods_known: 
         steps=steps,
         step_rows=rows,
         selected=len(selected) if isinstance(selected, list) else sum(1 for r in rows if r.phase is not None),
-        resource_version=str(_map(run.get("metadata")).get("resourceVersion") or ""),
+        resource_version=str(as_map(run.get("metadata")).get("resourceVersion") or ""),
         conditions=conditions,
     )
 
@@ -339,12 +340,12 @@ def step_log_target(
     run: Obj, step: str, pods: PodIndex, *, pods_known: bool = True
 ) -> tuple[str | None, str]:
     """(pod, why not): the pod whose log to show for ``step``, or a plain sentence saying why none."""
-    states = _map(_map(run.get("status")).get("steps"))
+    states = as_map(as_map(run.get("status")).get("steps"))
     if step not in states:
         return None, f"Step {step} is not part of this run."
-    state = _map(states[step])
+    state = as_map(states[step])
     phase = str(state.get("phase") or "Pending")
-    job = _text(state.get("jobName"))
+    job = text_of(state.get("jobName"))
     if job is None:
         if phase == "Reused":
             return None, f"Step {step} was reused from an earlier run: it has no pod in this run."
@@ -356,7 +357,7 @@ def step_log_target(
         if phase == "Pending":
             return None, f"Step {step} has not started yet."
         return None, f"Step {step} never got a Job ({phase}): there is no pod and no log."
-    pod = pods.pod_of(str(_map(run.get("metadata")).get("namespace") or ""), job)
+    pod = pods.pod_of(str(as_map(run.get("metadata")).get("namespace") or ""), job)
     if pod is None:
         if not pods_known:
             return None, "The dashboard is still listing pods; try again in a moment."
@@ -366,7 +367,7 @@ def step_log_target(
             f"The pod of step {step} (Job {job}) is gone: it was deleted with its Job or garbage-collected, "
             "so its log is no longer available."
         )
-    return str(_map(pod.get("metadata")).get("name")), ""
+    return str(as_map(pod.get("metadata")).get("name")), ""
 
 
 # --- pipelines ----------------------------------------------------------------------------------------
@@ -407,22 +408,22 @@ class PipelineView:
         return f"{self.namespace}/{self.name}"
 
 
-def _parameters(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+def parameter_pairs(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(str(k), json.dumps(v)) for k, v in sorted(values.items())]
 
 
 def pipeline_view(pipeline: Obj) -> PipelineView:
-    meta, spec, status = (_map(pipeline.get(k)) for k in ("metadata", "spec", "status"))
+    meta, spec, status = (as_map(pipeline.get(k)) for k in ("metadata", "spec", "status"))
     namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
     raw_steps = [s for s in spec.get("steps") or [] if isinstance(s, Mapping)]
-    session_spec, session = _map(spec.get("session")), _map(status.get("session"))
+    session_spec, session = as_map(spec.get("session")), as_map(status.get("session"))
     names = SessionNames.of(name) if name else None
     enabled = bool(session_spec.get("enabled"))
     return PipelineView(
         namespace=namespace,
         name=name,
         step_count=len(raw_steps),
-        parameters=_parameters(_map(spec.get("parameters"))),
+        parameters=parameter_pairs(as_map(spec.get("parameters"))),
         steps=[
             PipelineStepRow(
                 name=str(s.get("name") or ""),
@@ -431,7 +432,7 @@ def pipeline_view(pipeline: Obj) -> PipelineView:
                 image=str(s.get("image") or spec.get("image") or ""),
                 retries=str(s.get("retries") or 0),
                 timeout=f"{s['timeoutSeconds']}s" if s.get("timeoutSeconds") else "",
-                parameters=", ".join(f"{k}={v}" for k, v in _parameters(_map(s.get("parameters")))),
+                parameters=", ".join(f"{k}={v}" for k, v in parameter_pairs(as_map(s.get("parameters")))),
             )
             for s in raw_steps
         ],
@@ -464,194 +465,6 @@ def runs_of(runs: Iterable[Obj], namespace: str, pipeline: str) -> list[Obj]:
     return [
         r
         for r in runs
-        if _map(r.get("metadata")).get("namespace") == namespace
-        and _map(_map(r.get("spec")).get("pipelineRef")).get("name") == pipeline
+        if as_map(r.get("metadata")).get("namespace") == namespace
+        and as_map(as_map(r.get("spec")).get("pipelineRef")).get("name") == pipeline
     ]
-
-
-# --- PipelineJobs (shown once that kind is installed) -------------------------------------------------
-
-# What the PipelineJob controller (issue 15) puts on the runs it creates.
-LABEL_BATCH = f"{GROUP}/batch"
-ANNOTATION_COMBINATION = f"{GROUP}/combination"
-
-
-@dataclass(frozen=True)
-class JobRow:
-    """A PipelineJob's line in the list."""
-
-    namespace: str
-    name: str
-    pipeline: str
-    schedule: str
-    suspended: bool
-    last_schedule: str | None
-    next_schedule: str | None
-    active_runs: int
-    last_batch: str
-    last_batch_phase: str
-    combinations: int
-    problem: str
-    """A Ready=False condition's message: the spec cannot be scheduled."""
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-@dataclass(frozen=True)
-class BatchRow:
-    id: str
-    trigger: str
-    scheduled: str | None
-    phase: str
-    runs: int
-    counts: str
-    completion: str | None
-    message: str
-
-
-@dataclass(frozen=True)
-class CombinationRow:
-    """One combination of a sweep: its values (one per swept parameter), its run and how it went."""
-
-    index: int
-    run: str
-    phase: str | None
-    duration: float | None
-    values: list[tuple[str, Any]]
-    """(shown text, sort value) per swept parameter."""
-
-
-@dataclass(frozen=True)
-class JobDetail:
-    row: JobRow
-    parameters: list[tuple[str, str]]
-    swept: list[str]
-    batches: list[BatchRow]
-    batch: str
-    """The batch whose combinations are shown (the newest unless asked)."""
-    combinations: list[CombinationRow]
-
-
-def swept_parameters(spec: Mapping[str, Any]) -> list[str]:
-    """The matrix's parameters, then any other parameter an ``include`` entry sets."""
-    names = [str(k) for k in _map(spec.get("matrix"))]
-    for entry in spec.get("include") or []:
-        for key in _map(entry):
-            if str(key) not in names:
-                names.append(str(key))
-    return names
-
-
-def _combination_count(spec: Mapping[str, Any]) -> int:
-    count = 1
-    matrix = _map(spec.get("matrix"))
-    for values in matrix.values():
-        count *= len(values) if isinstance(values, list) else 1
-    return (count if matrix else 0) + len(spec.get("include") or []) or 1
-
-
-def job_row(job: Obj) -> JobRow:
-    meta, spec, status = (_map(job.get(k)) for k in ("metadata", "spec", "status"))
-    problem = next(
-        (
-            str(c.get("message") or c.get("reason") or "")
-            for c in status.get("conditions") or []
-            if isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "False"
-        ),
-        "",
-    )
-    active = status.get("activeRuns")
-    return JobRow(
-        namespace=str(meta.get("namespace") or ""),
-        name=str(meta.get("name") or ""),
-        pipeline=str(_map(spec.get("pipelineRef")).get("name") or ""),
-        schedule=str(spec.get("schedule") or "once"),
-        suspended=bool(spec.get("suspend")),
-        last_schedule=_text(status.get("lastScheduleTime")),
-        next_schedule=_text(status.get("nextScheduleTime")),
-        active_runs=active if isinstance(active, int) else 0,
-        last_batch=str(status.get("lastBatch") or ""),
-        last_batch_phase=str(status.get("lastBatchPhase") or ""),
-        combinations=_combination_count(spec),
-        problem=problem,
-    )
-
-
-def job_rows(jobs: Iterable[Obj]) -> list[JobRow]:
-    return sorted((job_row(j) for j in jobs), key=lambda r: (r.namespace, r.name))
-
-
-def _sort_value(value: Any) -> Any:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else json.dumps(value)
-
-
-def job_detail(job: Obj, runs: Iterable[Obj], now: datetime.datetime, batch: str | None = None) -> JobDetail:
-    """The job's batches and, for one batch, a row per combination: from the runs themselves (their
-    parameters and phase), falling back to what the job's status recorded for runs already deleted."""
-    row = job_row(job)
-    spec, status = _map(job.get("spec")), _map(job.get("status"))
-    swept = swept_parameters(spec)
-    batches = []
-    for b in status.get("batches") or []:
-        if not isinstance(b, Mapping):
-            continue
-        counts = _map(b.get("counts"))
-        batches.append(
-            BatchRow(
-                id=str(b.get("id") or ""),
-                trigger=str(b.get("trigger") or ""),
-                scheduled=_text(b.get("scheduledTime")),
-                phase=str(b.get("phase") or ""),
-                runs=int(b.get("runs") or 0),
-                counts=", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
-                completion=_text(b.get("completionTime")),
-                message=str(b.get("message") or ""),
-            )
-        )
-    chosen = batch or row.last_batch or (batches[0].id if batches else "")
-    combos: dict[int, CombinationRow] = {}
-    for run in runs:
-        meta = _map(run.get("metadata"))
-        labels, annotations = _map(meta.get("labels")), _map(meta.get("annotations"))
-        if meta.get("namespace") != row.namespace or _owner(meta, JOB_KIND) != row.name:
-            continue
-        if labels.get(LABEL_BATCH) != chosen:
-            continue
-        try:
-            index = int(annotations.get(ANNOTATION_COMBINATION, "0"))
-        except ValueError:
-            continue
-        run_status, parameters = _map(run.get("status")), _map(_map(run.get("spec")).get("parameters"))
-        combos[index] = CombinationRow(
-            index=index,
-            run=str(meta.get("name") or ""),
-            phase=_text(run_status.get("phase")) or "Pending",
-            duration=duration_seconds(run_status.get("startTime"), run_status.get("completionTime"), now),
-            values=[
-                (json.dumps(parameters[k]), _sort_value(parameters[k])) if k in parameters else ("", "")
-                for k in swept
-            ],
-        )
-    recorded = next(
-        (b for b in status.get("batches") or [] if isinstance(b, Mapping) and b.get("id") == chosen), {}
-    )
-    for c in _map(recorded).get("combinations") or []:
-        if isinstance(c, Mapping) and isinstance(c.get("index"), int) and c["index"] not in combos:
-            seconds = c.get("durationSeconds")
-            combos[c["index"]] = CombinationRow(
-                index=c["index"],
-                run=str(c.get("run") or ""),
-                phase=_text(c.get("phase")),
-                duration=float(seconds) if isinstance(seconds, int | float) else None,
-                values=[("", "") for _ in swept],
-            )
-    return JobDetail(
-        row=row,
-        parameters=_parameters(_map(spec.get("parameters"))),
-        swept=swept,
-        batches=batches,
-        batch=chosen,
-        combinations=[combos[i] for i in sorted(combos)],
-    )

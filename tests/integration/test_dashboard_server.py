@@ -17,7 +17,8 @@ import pytest
 from aiohttp import web
 
 from orchest_operator.dashboard.client import ApiClient, load_configuration
-from orchest_operator.dashboard.server import STATE, create_app
+from orchest_operator.dashboard.server import create_app
+from orchest_operator.dashboard.state import STATE
 from tests.support.cluster import Cluster
 from tests.support.waiting import wait_for
 

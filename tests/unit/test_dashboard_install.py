@@ -10,7 +10,7 @@ from typing import Any
 
 from orchest_operator import rbac
 from orchest_operator.cli import build_parser
-from orchest_operator.dashboard import server
+from orchest_operator.dashboard import state
 from orchest_operator.podsecurity import restricted_violations
 from tests.support.deploy import MANIFESTS, chart_objects, find, kustomize, validate
 
@@ -20,7 +20,7 @@ READ_ONLY = {"get", "list", "watch"}
 def test_dashboard_rules_are_read_only_and_cover_what_it_reads() -> None:
     for p in rbac.DASHBOARD_RULES:
         assert set(p.verbs) <= READ_ONLY and p.why.strip(), p
-    for resource in (server.RUNS, server.PIPELINES, server.JOBS, server.PODS):
+    for resource in (state.RUNS, state.PIPELINES, state.JOBS, state.PODS):
         for verb in ("list", "watch"):
             assert rbac.allows(resource.group, resource.plural, verb, rbac.DASHBOARD_RULES), resource
     assert rbac.allows("", "pods/log", "get", rbac.DASHBOARD_RULES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from orchest_operator.dashboard import pages, updates, views
+from orchest_operator.dashboard import job_views, pages, updates, views
 
 NOW = datetime.datetime(2026, 12, 6, 3, 10, 0, tzinfo=datetime.UTC)
 STEPS = [
@@ -283,7 +283,7 @@ def test_a_sweep_shows_one_column_per_swept_parameter_and_a_row_per_combination(
             "metadata": {**job_run(2, batch, {})["metadata"], "ownerReferences": []},
         },
     ]
-    detail = views.job_detail(JOB, runs, NOW)
+    detail = job_views.job_detail(JOB, runs, NOW)
     assert detail.swept == ["lr", "depth", "note"]
     assert detail.batch == batch and [b.id for b in detail.batches] == [batch, "20261205-030000"]
     assert [c.index for c in detail.combinations] == [0, 1, 4], "the foreign run is not the job's"
@@ -291,7 +291,7 @@ def test_a_sweep_shows_one_column_per_swept_parameter_and_a_row_per_combination(
     assert first.values == [("0.1", 0.1), ("2", 2), ("", "")]
     assert (first.phase, first.duration, second.duration) == ("Succeeded", 120.0, 60.0)
     assert (recorded.run, recorded.phase, recorded.duration) == ("sweep-4", "Succeeded", 65.0)
-    older = views.job_detail(JOB, runs, NOW, batch="20261205-030000")
+    older = job_views.job_detail(JOB, runs, NOW, batch="20261205-030000")
     assert [(c.index, c.phase) for c in older.combinations] == [(0, "Failed")]
     row = detail.row
     assert (row.schedule, row.combinations, row.active_runs, row.last_batch_phase) == (
@@ -320,7 +320,7 @@ def test_a_job_that_cannot_be_scheduled_says_why() -> None:
             ]
         },
     }
-    row = views.job_row(job)
+    row = job_views.job_row(job)
     assert (row.schedule, row.combinations, row.problem) == ("once", 1, f"spec.schedule: {EVIL}")
     html = pages.jobs_page([row], namespaces="team")
     assert "<script>alert" not in html and "not schedulable" in html
