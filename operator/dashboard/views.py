@@ -273,7 +273,7 @@ def step_row(
     pod = pods.pod_of(namespace, job)
     failure = as_map(state.get("failure"))
     attempts = state.get("attempts")
-    started = job is not None and phase != "Pending"
+    ran = job is not None and phase not in UNFINISHED_STEP_PHASES  # a running step's pod may be on its way
     return StepRow(
         name=name,
         file=file,
@@ -288,7 +288,7 @@ def step_row(
         ),
         job=job,
         pod=text_of(as_map(pod.get("metadata")).get("name")) if pod else None,
-        pod_gone=pod is None and started and pods_known,
+        pod_gone=pod is None and ran and pods_known,
         message=str(state.get("message") or ""),
         failure_cell="" if failure.get("cell") is None else str(failure.get("cell")),
         failure_ename=str(failure.get("ename") or ""),
@@ -361,8 +361,8 @@ def step_log_target(
     if pod is None:
         if not pods_known:
             return None, "The dashboard is still listing pods; try again in a moment."
-        if phase == "Pending":
-            return None, f"Step {step}'s pod has not been created yet."
+        if phase in UNFINISHED_STEP_PHASES:
+            return None, f"Step {step}'s pod has not been created yet; open its log again in a moment."
         return None, (
             f"The pod of step {step} (Job {job}) is gone: it was deleted with its Job or garbage-collected, "
             "so its log is no longer available."

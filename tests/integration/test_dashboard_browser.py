@@ -141,6 +141,12 @@ async def test_runs_live_run_page_failure_and_log(
     await page.goto(f"{dashboard}/runs/team/r2")
     await page.evaluate("window.__sameDocument = true")
     assert await page.get_attribute('svg g[data-step="slow1"]', "data-phase") in ("Pending", "")
+    # A running step's log is followed: its first line now, its last when it ends.
+    await page.wait_for_selector('#step-slow1.phase-running td:nth-child(7):not(:empty)', timeout=15_000)
+    await page.click("#step-slow1 a.log-link")
+    await expect(page.locator("#log")).to_contain_text("slow1 starts")
+    await expect(page.locator("#log-info")).to_contain_text("following while it runs")
+    await expect(page.locator("#log")).to_contain_text("slow1 done", timeout=15_000)
     await page.wait_for_selector('svg g[data-step="slow1"][data-phase="Succeeded"]', timeout=15_000)
     fill = await page.get_attribute('svg g[data-step="slow1"] rect', "fill")
     assert fill == "#d3f9d8"

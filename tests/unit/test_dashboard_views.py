@@ -127,6 +127,9 @@ def test_log_targets_say_plainly_why_there_is_no_log() -> None:
     assert pod_name is None and "is gone" in why and "j-load" in why
     assert "reused" in views.step_log_target(r, "plot", pods)[1]
     assert "not part of this run" in views.step_log_target(r, "nope", pods)[1]
+    starting = run(steps={"fit": {"phase": "Running", "jobName": "j-new"}})
+    assert "not been created yet" in views.step_log_target(starting, "fit", pods)[1]
+    assert not views.run_detail(starting, pods, NOW).step_rows[1].pod_gone, "its pod may be on its way"
 
 
 def test_pipeline_view_has_the_session_commands() -> None:
