@@ -56,10 +56,11 @@ def pipeline_url(namespace: str, name: str) -> str:
     return path("pipelines", namespace, name)
 
 
-def badge(phase: str | None) -> str:
+def badge(phase: str | None, title: str = "") -> str:
     if phase is None:
         return '<span class="badge phase-none">not selected</span>'
-    return f'<span class="badge {svg.phase_class(phase)}">{e(phase)}</span>'
+    hint = f' title="{e(title)}"' if title else ""
+    return f'<span class="badge {svg.phase_class(phase)}"{hint}>{e(phase)}</span>'
 
 
 def _duration(duration: float | None, start: str | None, running: bool, tag: str = "td") -> str:
@@ -111,7 +112,7 @@ def run_list_row(row: RunRow) -> str:
         f'<td><a href="{e(run_url(row.namespace, row.name))}">{e(row.name)}</a></td>'
         f"<td>{e(row.namespace)}</td>"
         f'<td><a href="{e(pipeline_url(row.namespace, row.pipeline))}">{e(row.pipeline)}</a></td>'
-        f"<td>{badge(row.phase)}</td>"
+        f"<td>{badge(row.phase, row.message)}</td>"
         f"<td>{e(row.progress)}</td>"
         f"<td>{e(format_time(row.start))}</td>"
         f"{_duration(row.duration, row.start, row.phase == 'Running')}"

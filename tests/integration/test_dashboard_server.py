@@ -131,6 +131,29 @@ async def test_the_command_serves_the_dashboard(cluster: Cluster) -> None:
         await process.wait()
 
 
+async def test_a_port_in_use_is_one_line(cluster: Cluster) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "orchest_operator.cli",
+            "dashboard",
+            "--port",
+            str(port),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    assert err.decode().startswith(f"orchest: cannot listen on 127.0.0.1:{port}: ")
+    assert len(err.decode().strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
