@@ -73,7 +73,7 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
     return configuration, namespace
 
 
-def _ssl_context(configuration: Any) -> ssl.SSLContext | bool:
+def ssl_context(configuration: Any) -> ssl.SSLContext | bool:
     if not configuration.verify_ssl:
         return False
     context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
@@ -82,7 +82,7 @@ def _ssl_context(configuration: Any) -> ssl.SSLContext | bool:
     return context
 
 
-def _headers(configuration: Any) -> dict[str, str]:
+def auth_headers(configuration: Any) -> dict[str, str]:
     headers = {}
     for setting in configuration.auth_settings().values():
         if setting.get("in") == "header" and setting.get("value"):
@@ -96,7 +96,7 @@ class ApiClient:
     def __init__(self, configuration: Any) -> None:
         self._configuration = configuration
         self.host = configuration.host.rstrip("/")
-        self._ssl = _ssl_context(configuration) if self.host.startswith("https") else False
+        self._ssl = ssl_context(configuration) if self.host.startswith("https") else False
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> ApiClient:
@@ -109,7 +109,7 @@ class ApiClient:
 
     async def _headers(self) -> dict[str, str]:
         # An exec credential plugin may run a process to refresh the token: not on the event loop.
-        return await asyncio.to_thread(_headers, self._configuration)
+        return await asyncio.to_thread(auth_headers, self._configuration)
 
     @contextlib.asynccontextmanager
     async def _get(
@@ -117,12 +117,18 @@ class ApiClient:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         assert self._session is not None, "use the client as an async context manager"
         request_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
+        options: dict[str, Any] = {}
+        if getattr(self._configuration, "tls_server_name", None):  # kubeconfig's tls-server-name
+            options["server_hostname"] = self._configuration.tls_server_name
+        if self._configuration.proxy:
+            options["proxy"] = self._configuration.proxy
         async with self._session.get(
             self.host + path,
             params=dict(params),
             headers=await self._headers(),
             ssl=self._ssl,
             timeout=request_timeout,
+            **options,
         ) as response:
             if response.status >= 400:
                 text = await response.text()
