@@ -74,6 +74,8 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
 
 
 def ssl_context(configuration: Any) -> ssl.SSLContext | bool:
+    """TLS as the kubeconfig says: its CA (the loader writes inline data to files), client certificate, or
+    no verification when it says ``insecure-skip-tls-verify``."""
     if not configuration.verify_ssl:
         return False
     context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
@@ -83,6 +85,8 @@ def ssl_context(configuration: Any) -> ssl.SSLContext | bool:
 
 
 def auth_headers(configuration: Any) -> dict[str, str]:
+    """The headers the configuration authenticates with, refreshed through its hook (exec plugins, the
+    in-cluster token file) when the token has expired."""
     headers = {}
     for setting in configuration.auth_settings().values():
         if setting.get("in") == "header" and setting.get("value"):
