@@ -69,8 +69,15 @@ def test_chart_installs_the_dashboard_only_when_enabled() -> None:
     args = build_parser().parse_args(container["args"])
     assert (args.namespaces, args.port, args.address) == (["team-a"], 9000, "0.0.0.0")
     assert container["ports"] == [{"name": "http", "containerPort": 9000}]
-    role = find(objects, "ClusterRole", "orchest-dashboard")
+    role = find(objects, "Role", "orchest-dashboard")
+    assert role["metadata"]["namespace"] == "team-a", "only the namespace it shows"
     assert role["rules"] == rbac.policy_rules(rbac.DASHBOARD_RULES)
+    binding = find(objects, "RoleBinding", "orchest-dashboard")
+    assert binding["subjects"][0]["namespace"] == "orchest-system"
+    assert not [o for o in objects if o["kind"] == "ClusterRole" and "dashboard" in o["metadata"]["name"]]
+    everywhere = chart_objects({"dashboard": {"enabled": True}})
+    assert find(everywhere, "ClusterRole", "orchest-dashboard")["rules"] == role["rules"]
+    assert build_parser().parse_args(_dashboard(everywhere, "orchest-dashboard")[1]["args"]).all_namespaces
     service = find(objects, "Service", "orchest-dashboard")
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     operator_service = find(objects, "Service", "orchest-operator-metrics")
