@@ -136,6 +136,10 @@ async def test_runs_live_run_page_failure_and_log(
     assert keys == ["team/r2", "team/r1"], "newest first"
     assert await page.evaluate("window.__sameDocument") is True, "the page was not reloaded"
     await browser.shot("runs")
+    await page.fill("#filter", "chain running")
+    await expect(page.locator('tr[data-key="team/r1"]')).to_be_hidden()
+    await expect(page.locator('tr[data-key="team/r2"]')).to_be_visible()
+    await page.fill("#filter", "")
 
     # A running run's page follows it: its boxes change colour without a reload.
     await page.goto(f"{dashboard}/runs/team/r2")

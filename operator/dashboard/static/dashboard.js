@@ -46,6 +46,7 @@
       }
     }
     toggleEmpty(tbody);
+    applyFilter();
     tick();
   }
 
@@ -165,6 +166,20 @@
     sortedBy.set(table.tBodies[0].id, [table.dataset.sorted, table.dataset.direction]);
     sortTable(table);
   });
+
+  // --- the list filter ------------------------------------------------------------------------------
+  const filter = document.getElementById('filter');
+
+  function applyFilter() {
+    if (!filter) return;
+    const words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+    const tbody = document.getElementById(filter.dataset.table);
+    for (const row of tbody.rows) {
+      const text = row.textContent.toLowerCase();
+      row.hidden = !words.every((word) => text.includes(word));
+    }
+  }
+  if (filter) filter.addEventListener('input', applyFilter);
 
   // --- durations of what is still running -----------------------------------------------------------
   function format(seconds) {
