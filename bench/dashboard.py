@@ -41,14 +41,15 @@ WIDTH = 50
 """Steps per layer of the DAG."""
 
 
-def layered_steps(count: int) -> list[dict[str, Any]]:
+def layered_steps(count: int, width: int = WIDTH) -> list[dict[str, Any]]:
+    """Layers of ``width`` steps, each needing one or two of the layer before (width 1: a chain)."""
     steps = []
     for i in range(count):
-        layer, index = divmod(i, WIDTH)
+        layer, index = divmod(i, width)
         deps = (
             []
             if layer == 0
-            else sorted({(layer - 1) * WIDTH + index, (layer - 1) * WIDTH + (index * 7) % WIDTH})
+            else sorted({(layer - 1) * width + index, (layer - 1) * width + (index * 7) % width})
         )
         steps.append(
             {"name": f"s{i:04d}", "file": f"step{i % 7}.ipynb", "dependsOn": [f"s{d:04d}" for d in deps]}
@@ -68,8 +69,8 @@ def step_status(i: int, phase: str) -> dict[str, Any]:
     return state
 
 
-def run_object(count: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    steps = layered_steps(count)
+def run_object(count: int, width: int = WIDTH) -> tuple[dict[str, Any], dict[str, Any]]:
+    steps = layered_steps(count, width)
     done = count // 2
     phases = ["Succeeded"] * done + ["Running"] * min(WIDTH, count - done)
     phases += ["Pending"] * (count - len(phases))
@@ -198,9 +199,10 @@ async def _in_browser(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.dashboard", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000, help="steps of the run (1000)")
+    parser.add_argument("--width", type=int, default=WIDTH, help=f"steps per layer; 1 is a chain ({WIDTH})")
     parser.add_argument("--repeat", type=int, default=5, help="samples per figure; medians are printed (5)")
     args = parser.parse_args(argv)
-    body, status = run_object(args.steps)
+    body, status = run_object(args.steps, args.width)
     figures = {"steps": args.steps, "server": server_figures(body, status, args.repeat)}
     try:
         figures["chromium"] = asyncio.run(browser_figures(body, status, args.repeat))
