@@ -43,6 +43,7 @@ class Dashboard:
         )
         self.informers = (self.runs, self.pipelines, self.jobs, self.pods)
         self._views: dict[str, tuple[tuple[str, int], views.RunDetail, updates.RunState]] = {}
+        self._pods: tuple[int, views.PodIndex] | None = None
 
     @property
     def scope(self) -> str:
@@ -53,7 +54,11 @@ class Dashboard:
         return [i.resource.plural for i in self.informers if i.synced.is_set() and not i.absent]
 
     def pod_index(self) -> views.PodIndex:
-        return views.PodIndex(self.pods.objects.values())
+        """The latest pod of each Job, rebuilt only when a pod changed (a cluster-wide dashboard holds
+        every step pod, and each run page asks)."""
+        if self._pods is None or self._pods[0] != self.pods.version:
+            self._pods = (self.pods.version, views.PodIndex(self.pods.objects.values()))
+        return self._pods[1]
 
     def run_detail(self, key: str) -> views.RunDetail | None:
         run = self.runs.objects.get(key)
