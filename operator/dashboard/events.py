@@ -290,5 +290,7 @@ async def _stream_log(
             await send(
                 response, "info", f"The pod {pod} of step {step} is gone: its log is no longer available."
             )
+        elif error.status == 400 and "waiting to start" in error.message:
+            await send(response, "info", f"Step {step}'s container has not started yet ({error.message}).")
         else:
             await send(response, "info", f"The log could not be read: {error.message} (HTTP {error.status})")

@@ -172,3 +172,21 @@ def test_command_errors_are_one_line(args: list[str], message: str, tmp_path: An
     )
     assert done.returncode in (1, 2) and done.stderr.startswith(message), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+async def test_the_log_of_a_step_whose_container_waits(
+    cluster: Cluster, served: tuple[str, web.Application]
+) -> None:
+    url, app = served
+    created = await cluster.api.create(RUNS, run("r1"))
+    steps = {"s": {"phase": "Running", "jobName": "r1-s-1"}}
+    await cluster.api.patch_status(
+        RUNS, created["metadata"]["name"], {"phase": "Running", "steps": steps}, NS
+    )
+    labels = {"job-name": "r1-s-1", "orchest.io/pipeline-run": "r1", "orchest.io/step": "s"}
+    await cluster.api.create("v1/pods", {"metadata": {"name": "r1-s-1-x", "namespace": NS, "labels": labels}})
+    await wait_for(lambda: f"{NS}/r1-s-1-x" in app[STATE].pods.objects, timeout=5)
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/runs/{NS}/r1/steps/s/log") as stream:
+        assert await events(stream, "info") == "Pod r1-s-1-x (following while it runs)"
+        assert (await events(stream, "info")).startswith("Step s's container has not started yet (")
+        assert await events(stream, "end") == {}
