@@ -371,6 +371,8 @@ def _observe(
                 if _recorded(rec) == fields
                 else rec.model_copy(update=dict(zip(_OBSERVED, fields, strict=True)))
             )
+            if seen.phase is not StepPhase.RUNNING and new.reason is not None:
+                new = new.model_copy(update={"reason": None})  # it ran after all
             if seen.phase is StepPhase.RUNNING:
                 new = _waiting(name, new, job, seen.ran, observed, clock, fold)
                 timeout = status.snapshot.pipeline.step(name).timeout_seconds
