@@ -252,17 +252,49 @@ class _Fold:
     patch_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     delete: list[str] = field(default_factory=list)
     wake_in: float | None = None
+    oldest_pending: str | None = None
+    """The creation of the step that has waited longest for its pod, of those still waiting."""
+    oldest_unchecked: str | None = None
+    """The creation of the oldest waiting step not yet due its first check."""
 
     def wake(self, seconds: float) -> None:
         self.wake_in = seconds if self.wake_in is None else min(self.wake_in, seconds)
 
+    def settle_wake(self, clock: _Clock) -> None:
+        """Add the wake-ups for the oldest waiting steps: their pending timeout and their first check."""
+        for moment, after in (
+            (self.oldest_pending, clock.pending_timeout),
+            (self.oldest_unchecked, clock.check_after),
+        ):
+            began = parse_time(moment)
+            if began is not None:
+                self.wake((began - clock.now).total_seconds() + after)
+
 
 @dataclass(frozen=True)
 class _Clock:
+    """The moments a pass compares each waiting step's start with, as timestamps: a fan-out has hundreds
+    of steps waiting at once, and comparing strings of one format is what keeps that check cheap."""
+
     now: datetime
     pending_timeout: int
     check_after: float
     check_every: float
+    check_cutoff: str = ""
+    """Steps created at or before this are due their first check."""
+    timeout_cutoff: str = ""
+    """Steps created at or before this have waited their pending timeout."""
+
+    @classmethod
+    def at(cls, now: datetime, pending_timeout: int, check_after: float, check_every: float) -> _Clock:
+        return cls(
+            now,
+            pending_timeout,
+            check_after,
+            check_every,
+            timestamp(now - timedelta(seconds=check_after)),
+            timestamp(now - timedelta(seconds=pending_timeout)),
+        )
 
 
 def _duration(start: str | None, end: str | None) -> str:
@@ -287,25 +319,23 @@ def _waiting(
         if family(cause.reason) != family(rec.reason) and not cause.permanent:
             fold.events.append(Event("Warning", "StepWaiting", f"step {name} cannot start: {cause.text()}"))
         rec = rec.model_copy(update={"reason": cause.reason, "message": cause.message})
-    created = parse_time(rec.start_time) or clock.now
-    waited = (clock.now - created).total_seconds()
+    created = rec.start_time or timestamp(clock.now)
     if cause is not None and cause.permanent:
         failed = f"cannot start: {cause.text()}"
-    elif waited >= clock.pending_timeout:
+    elif created <= clock.timeout_cutoff:
         last = f": {rec.reason}: {rec.message}" if rec.reason else ""
         failed = f"did not start running within {clock.pending_timeout}s{last}"
     else:
+        fold.oldest_pending = min(created, fold.oldest_pending or created)
         checked = observed.checked.get(name)
-        due = (
-            created + timedelta(seconds=clock.check_after)
-            if checked is None
-            else checked + timedelta(seconds=clock.check_every)
-        )
-        if due <= clock.now:
+        if checked is None and created <= clock.check_cutoff:
+            fold.check[name] = (job.name, job.uid)
+        elif checked is None:
+            fold.oldest_unchecked = min(created, fold.oldest_unchecked or created)
+        elif (due := checked + timedelta(seconds=clock.check_every)) <= clock.now:
             fold.check[name] = (job.name, job.uid)
         else:
             fold.wake((due - clock.now).total_seconds())
-        fold.wake(clock.pending_timeout - waited)
         return rec
     fold.delete.append(job.name)
     fold.events.append(Event("Warning", "StepFailed", f"step {name} {failed}"))
@@ -375,8 +405,9 @@ def _observe(
                 new = new.model_copy(update={"reason": None})  # it ran after all
             if seen.phase is StepPhase.RUNNING:
                 new = _waiting(name, new, job, seen.ran, observed, clock, fold)
-                timeout = status.snapshot.pipeline.step(name).timeout_seconds
-                if timeout is not None and new.running_since is not None and rec.running_since is None:
+                started_running = new.running_since is not None and rec.running_since is None
+                timeout = status.snapshot.pipeline.step(name).timeout_seconds if started_running else None
+                if timeout is not None:
                     began = parse_time(job.start_time) or parse_time(new.start_time) or clock.now
                     elapsed = math.ceil(max(0.0, (clock.now - began).total_seconds()))
                     fold.patch_jobs[job.name] = {"spec": {"activeDeadlineSeconds": elapsed + timeout}}
@@ -395,6 +426,7 @@ def _observe(
             new = rec
         fold.phases[name] = new.phase
         fold.steps[name] = new
+    fold.settle_wake(clock)
     return fold
 
 
@@ -458,7 +490,7 @@ def reconcile(inputs: Inputs) -> Actions:
         or status.snapshot.pipeline.pending_timeout_seconds
         or DEFAULT_PENDING_TIMEOUT
     )
-    clock = _Clock(inputs.now, pending_timeout, inputs.check_after, inputs.check_every)
+    clock = _Clock.at(inputs.now, pending_timeout, inputs.check_after, inputs.check_every)
     total = len(status.snapshot.selected)
     step_events = total <= inputs.step_events_limit
     fold = _observe(
