@@ -256,6 +256,8 @@ class _Fold:
     """The creation of the step that has waited longest for its pod, of those still waiting."""
     oldest_unchecked: str | None = None
     """The creation of the oldest waiting step not yet due its first check."""
+    waiting: list[str] = field(default_factory=list)
+    """Steps still waiting for their pod with a reason known."""
 
     def wake(self, seconds: float) -> None:
         self.wake_in = seconds if self.wake_in is None else min(self.wake_in, seconds)
@@ -326,6 +328,8 @@ def _waiting(
         last = f": {rec.reason}: {rec.message}" if rec.reason else ""
         failed = f"did not start running within {clock.pending_timeout}s{last}"
     else:
+        if rec.reason:
+            fold.waiting.append(name)
         fold.oldest_pending = min(created, fold.oldest_pending or created)
         checked = observed.checked.get(name)
         if checked is None and created <= clock.check_cutoff:
@@ -558,8 +562,8 @@ def reconcile(inputs: Inputs) -> Actions:
     status.steps = steps
     status.progress = progress({n: s.phase for n, s in steps.items()})
     if not step_events:
-        actions.events += _milestones(base.steps, steps, total)
-    _set_condition(status, decision.phase, decision.reason, _with_waiting(decision, steps), now)
+        actions.events += _milestones(base.progress, status.progress)
+    _set_condition(status, decision.phase, decision.reason, _with_waiting(decision, steps, fold.waiting), now)
     if decision.finished:
         kind = "Normal" if decision.phase is RunPhase.SUCCEEDED else "Warning"
         actions.events.append(Event(kind, decision.reason, decision.message))
@@ -568,28 +572,33 @@ def reconcile(inputs: Inputs) -> Actions:
     return actions
 
 
-def _milestones(before: Mapping[str, StepStatus], after: Mapping[str, StepStatus], total: int) -> list[Event]:
+def _milestones(before: str | None, after: str | None) -> list[Event]:
     """A large run's Events stand for its steps': one at each quarter of its steps done, so that
-    ``kubectl describe`` still shows how far it got (the run's end has its own Event)."""
+    ``kubectl describe`` still shows how far it got (the run's end has its own Event). ``before`` and
+    ``after`` are the run's ``progress`` ("done/total") before and after this pass."""
 
-    def quarter(steps: Mapping[str, StepStatus]) -> int:
-        return 4 * sum(1 for s in steps.values() if s.phase.ok) // max(total, 1)
+    def quarter(progress: str | None) -> tuple[int, int, int]:
+        done, _, total = (progress or "0/0").partition("/")
+        return 4 * int(done) // max(int(total or 0), 1), int(done), int(total or 0)
 
-    done = sum(1 for s in after.values() if s.phase.ok)
-    if quarter(after) > quarter(before) and done < total:
+    (was, _, _), (now, done, total) = quarter(before), quarter(after)
+    if now > was and done < total:
         return [Event("Normal", "Progress", f"{done}/{total} steps done")]
     return []
 
 
-def _with_waiting(decision: Decision, steps: Mapping[str, StepStatus], shown: int = 3) -> str:
+def _with_waiting(
+    decision: Decision, steps: Mapping[str, StepStatus], candidates: Collection[str], shown: int = 3
+) -> str:
     """The condition's message, naming the steps whose pods do not run and why: the printer columns and
-    ``kubectl get`` show this message, and a stuck run must say it is stuck right there."""
-    if decision.finished:
+    ``kubectl get`` show this message, and a stuck run must say it is stuck right there. ``candidates``
+    are the steps this pass saw waiting with a reason."""
+    if decision.finished or not candidates:
         return decision.message
     waiting = [
-        f"{n} ({s.reason})"
-        for n, s in steps.items()
-        if s.phase is StepPhase.RUNNING and s.reason and s.running_since is None
+        f"{n} ({steps[n].reason})"
+        for n in candidates
+        if steps[n].phase is StepPhase.RUNNING and steps[n].reason and steps[n].running_since is None
     ]
     if not waiting:
         return decision.message
