@@ -284,3 +284,17 @@ def test_a_pending_timeout_that_is_not_a_positive_whole_number_is_refused(value:
         field = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
         assert field["pendingTimeoutSeconds"]["minimum"] == 1
         assert field["pendingTimeoutSeconds"]["type"] == "integer"
+
+
+def test_orchest_status_says_why_a_step_waits() -> None:
+    from orchest_operator.cli.cluster import _status_text
+
+    run = Run()
+    run.at(0)
+    run.causes["a"] = PULL
+    run.at(6)
+    text = _status_text(run.run)
+    assert "0/2 steps done; cannot start: a (ImagePullBackOff)" in text
+    [line] = [x for x in text.splitlines() if x.startswith("a ")]
+    assert line.split()[:2] == ["a", "Running"]
+    assert line.endswith('ImagePullBackOff: Back-off pulling image "typo:1"')
