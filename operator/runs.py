@@ -311,7 +311,7 @@ def _waiting(
 ) -> StepStatus:
     """A running step's record while its pod may not run yet: the cause the last check found (a
     Warning once per cause), failure at once for a cause that never clears or after the pending timeout,
-    the next check; and once its pod runs, the step's deadline counted from then."""
+    else when to check it next. Once its pod has run (``ran``), the moment that was first seen."""
     if ran:
         if rec.running_since is not None:
             return rec
