@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from orchest_operator import rbac
+from orchest_operator import rbac, settings
 from orchest_operator.cli import build_parser
 from orchest_operator.dashboard import state
 from orchest_operator.podsecurity import restricted_violations
@@ -47,6 +47,7 @@ def test_kustomize_component_adds_a_restricted_read_only_dashboard() -> None:
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 1000
     args = build_parser().parse_args(container["args"])
     assert args.all_namespaces and args.address == "0.0.0.0" and args.port == 8765
+    assert container["image"] == settings.image("orchest-operator"), "the operator's image, of this release"
     role = find(objects, "ClusterRole", rbac.DASHBOARD_NAME)
     assert {v for rule in role["rules"] for v in rule["verbs"]} == READ_ONLY
     binding = find(objects, "ClusterRoleBinding", rbac.DASHBOARD_NAME)
