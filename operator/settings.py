@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from orchest_operator.leader.election import Timings
+
 REGISTRY = "ghcr.io/orchest-operator"
 EG_IMAGE = "elyra/enterprise-gateway:3.2.3"
 
@@ -25,6 +27,9 @@ ENV_KERNEL_LAUNCH_TIMEOUT = "ORCHEST_KERNEL_LAUNCH_TIMEOUT_SECONDS"
 ENV_KERNEL_CULL_IDLE = "ORCHEST_KERNEL_CULL_IDLE_SECONDS"
 ENV_KERNEL_CULL_INTERVAL = "ORCHEST_KERNEL_CULL_INTERVAL_SECONDS"
 ENV_PRIORITY_CLASSES = "ORCHEST_PRIORITY_CLASSES"
+ENV_LEASE_DURATION = "ORCHEST_LEADER_ELECTION_LEASE_DURATION_SECONDS"
+ENV_RENEW_DEADLINE = "ORCHEST_LEADER_ELECTION_RENEW_DEADLINE_SECONDS"
+ENV_RETRY_PERIOD = "ORCHEST_LEADER_ELECTION_RETRY_PERIOD_SECONDS"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -69,10 +74,24 @@ class Settings:
     # PriorityClasses are not installed (the chart's priorityClasses.create=false), since a pod naming a
     # missing PriorityClass is rejected.
     priority_classes: bool = True
+    # Leader election (``orchest operator --leader-elect``), kube-controller-manager's timings: a standby
+    # takes over once the Lease went unrenewed this long (as it observed it)...
+    lease_duration_seconds: float = 15.0
+    # ...the leader stops acting when it could not renew for this long (shorter: nobody acts in between)...
+    renew_deadline_seconds: float = 10.0
+    # ...and every replica looks at the Lease (the leader renews it) this often.
+    retry_period_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.default_step_image:
             object.__setattr__(self, "default_step_image", self.step_runner_image)
+        try:
+            self.lease_timings()
+        except ValueError as err:
+            raise SettingsError(f"leader election: {err}") from None
+
+    def lease_timings(self) -> Timings:
+        return Timings(self.lease_duration_seconds, self.renew_deadline_seconds, self.retry_period_seconds)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -102,6 +121,20 @@ class Settings:
                     kind = "positive" if least else "non-negative"
                     raise SettingsError(f"{name} must be a {kind} whole number, got {number!r}")
                 kwargs[attr] = int(number)
+        for name, attr in (
+            (ENV_LEASE_DURATION, "lease_duration_seconds"),
+            (ENV_RENEW_DEADLINE, "renew_deadline_seconds"),
+            (ENV_RETRY_PERIOD, "retry_period_seconds"),
+        ):
+            number = env.get(name, "").strip()
+            if number:
+                try:
+                    seconds = float(number)
+                except ValueError:
+                    seconds = 0.0
+                if not 0 < seconds < float("inf"):
+                    raise SettingsError(f"{name} must be a positive number of seconds, got {number!r}")
+                kwargs[attr] = seconds
         flag = env.get(ENV_PRIORITY_CLASSES, "").strip().lower()
         if flag:
             if flag not in _TRUE | _FALSE:

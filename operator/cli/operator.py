@@ -6,7 +6,20 @@ import argparse
 import gc
 import importlib
 import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import uuid
+from pathlib import Path
 from typing import Any
+
+from orchest_operator.cli import CliError
+
+logger = logging.getLogger("orchest_operator.operator")
+DEFAULT_LEASE = "orchest-operator"
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 def register(sub: Any) -> None:
@@ -16,10 +29,28 @@ def register(sub: Any) -> None:
         "-n", "--namespace", action="append", dest="namespaces", metavar="NS", help="watch NS (repeatable)"
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
-    parser.add_argument(
+    replicas = parser.add_mutually_exclusive_group()
+    replicas.add_argument(
         "--standalone",
         action="store_true",
         help="do not coordinate with other replicas (kopf peering); run exactly one replica then",
+    )
+    replicas.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="act only while holding a coordination.k8s.io Lease, so that replicas can stand by (timings: "
+        "ORCHEST_LEADER_ELECTION_*_SECONDS)",
+    )
+    parser.add_argument(
+        "--leader-elect-resource-name",
+        default=DEFAULT_LEASE,
+        metavar="NAME",
+        help=f"the Lease's name (default {DEFAULT_LEASE})",
+    )
+    parser.add_argument(
+        "--leader-elect-resource-namespace",
+        metavar="NS",
+        help="the Lease's namespace (default: the operator's own, from its service account)",
     )
     parser.add_argument(
         "--liveness", metavar="URL", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
@@ -38,23 +69,84 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
+def lease_namespace(args: argparse.Namespace) -> str:
+    if args.leader_elect_resource_namespace:
+        return str(args.leader_elect_resource_namespace)
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip()
+    except OSError:
+        raise CliError(
+            "--leader-elect outside a pod needs --leader-elect-resource-namespace NS", code=2
+        ) from None
+
+
+def identity() -> str:
+    """client-go's form: the host (the pod's name in a cluster) and a fresh id, unique per process, so a
+    restarted replica never mistakes its predecessor's Lease for its own."""
+    return f"{socket.gethostname()}_{uuid.uuid4()}"
+
+
+def lose_leadership(reason: str) -> None:
+    """Exit now, from the renewal thread: no handler, no Job creation, no status write after this."""
+    logger.critical("leader election lost: %s; exiting, to come back as a standby", reason)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def elect(args: argparse.Namespace) -> Any:
+    """Wait for the Lease (answering the liveness probe meanwhile, watching nothing); return the elector
+    once leading, or None if told to stop first."""
+    from orchest_operator import kube
+    from orchest_operator.leader.elector import Elector
+    from orchest_operator.leader.lease import LeaseClient
+    from orchest_operator.leader.probe import standby_liveness
+    from orchest_operator.settings import Settings, SettingsError
+
+    try:
+        timings = Settings.from_env().lease_timings()
+    except SettingsError as err:
+        raise CliError(str(err), code=2) from None
+    leases = LeaseClient(kube.client(), lease_namespace(args), args.leader_elect_resource_name)
+    elector = Elector(leases, identity(), timings)
+    stop = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with standby_liveness(args.liveness):
+            leading = elector.acquire(stop)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    return elector if leading else None
+
+
 def run(args: argparse.Namespace) -> int:
     import kopf
     import prometheus_client
 
+    if args.metrics_port:
+        prometheus_client.start_http_server(args.metrics_port)
+    elector = elect(args) if args.leader_elect else None
+    if args.leader_elect and elector is None:
+        return 0  # stopped while standing by
     importlib.import_module("orchest_operator.handlers")  # registers every handler with kopf
     kopf.configure(verbose=args.verbose)
     if not args.verbose:
         # kopf logs every handler call at INFO: a line per pod event. Keep warnings and errors; the
         # run-level story is in Events and the runs' status.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    if args.metrics_port:
-        prometheus_client.start_http_server(args.metrics_port)
     tune_garbage_collector()
-    kopf.run(
-        standalone=args.standalone,
-        clusterwide=not args.namespaces,
-        namespaces=args.namespaces or (),
-        liveness_endpoint=args.liveness,
-    )
+    halt = elector.start_holding(lose_leadership) if elector else None
+    try:
+        kopf.run(
+            # With --leader-elect the Lease decides who acts: kopf's own peering stays off.
+            standalone=args.standalone or args.leader_elect,
+            clusterwide=not args.namespaces,
+            namespaces=args.namespaces or (),
+            liveness_endpoint=args.liveness,
+        )
+    finally:
+        if elector is not None and halt is not None:
+            halt()
+            elector.release()
     return 0
