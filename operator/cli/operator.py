@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import gc
 import importlib
 import logging
@@ -94,9 +96,15 @@ def lose_leadership(reason: str) -> None:
     os._exit(1)
 
 
-def elect(args: argparse.Namespace) -> Any:
+def elect(args: argparse.Namespace, stop: threading.Event) -> Any:
     """Wait for the Lease (answering the liveness probe meanwhile, watching nothing); return the elector
-    once leading, or None if told to stop first."""
+    once leading, or None if ``stop`` was set first.
+
+    SIGTERM and SIGINT set ``stop`` from here on; kopf, once running, installs its own handlers and also
+    watches ``stop``, so a signal that lands just as this replica takes the Lease still stops it cleanly.
+    """
+    import pykube
+
     from orchest_operator import kube
     from orchest_operator.leader.elector import Elector
     from orchest_operator.leader.lease import LeaseClient
@@ -107,44 +115,62 @@ def elect(args: argparse.Namespace) -> Any:
         timings = Settings.from_env().lease_timings()
     except SettingsError as err:
         raise CliError(str(err), code=2) from None
-    leases = LeaseClient(kube.client(), lease_namespace(args), args.leader_elect_resource_name)
-    elector = Elector(leases, identity(), timings)
-    stop = threading.Event()
-    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    namespace = lease_namespace(args)
     try:
-        with standby_liveness(args.liveness):
-            leading = elector.acquire(stop)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+        api = kube.client()
+    except (OSError, pykube.exceptions.PyKubeError) as err:
+        raise CliError(f"no cluster to elect a leader in: {err}") from None
+    leases = LeaseClient(api, namespace, args.leader_elect_resource_name)
+    elector = Elector(leases, identity(), timings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with standby_liveness(args.liveness):
+        leading = elector.acquire(stop)
     return elector if leading else None
+
+
+async def operate(args: argparse.Namespace, stop: threading.Event) -> None:
+    """kopf's operator, stopped by SIGTERM/SIGINT also when they land before kopf handles them itself
+    (a standby told to stop just as it takes the Lease)."""
+    import kopf
+
+    loop = asyncio.get_running_loop()
+    flag = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: loop.call_soon_threadsafe(flag.set))
+    if stop.is_set():
+        flag.set()
+    await kopf.operator(
+        # With --leader-elect the Lease decides who acts: kopf's own peering stays off.
+        standalone=args.standalone or args.leader_elect,
+        clusterwide=not args.namespaces,
+        namespaces=args.namespaces or (),
+        liveness_endpoint=args.liveness,
+        stop_flag=flag,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     import kopf
     import prometheus_client
 
-    if args.metrics_port:
-        prometheus_client.start_http_server(args.metrics_port)
-    elector = elect(args) if args.leader_elect else None
-    if args.leader_elect and elector is None:
-        return 0  # stopped while standing by
-    importlib.import_module("orchest_operator.handlers")  # registers every handler with kopf
     kopf.configure(verbose=args.verbose)
     if not args.verbose:
         # kopf logs every handler call at INFO: a line per pod event. Keep warnings and errors; the
         # run-level story is in Events and the runs' status.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    if args.metrics_port:
+        prometheus_client.start_http_server(args.metrics_port)
+    stop = threading.Event()
+    elector = elect(args, stop) if args.leader_elect else None
+    if args.leader_elect and elector is None:
+        return 0  # stopped while standing by
+    importlib.import_module("orchest_operator.handlers")  # registers every handler with kopf
     tune_garbage_collector()
     halt = elector.start_holding(lose_leadership) if elector else None
     try:
-        kopf.run(
-            # With --leader-elect the Lease decides who acts: kopf's own peering stays off.
-            standalone=args.standalone or args.leader_elect,
-            clusterwide=not args.namespaces,
-            namespaces=args.namespaces or (),
-            liveness_endpoint=args.liveness,
-        )
+        with contextlib.suppress(asyncio.CancelledError):  # as kopf.run: a cancelled operator has stopped
+            asyncio.run(operate(args, stop))
     finally:
         if elector is not None and halt is not None:
             halt()

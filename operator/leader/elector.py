@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import pykube
 import requests
 
 from orchest_operator.leader.election import (
@@ -28,12 +27,12 @@ from orchest_operator.leader.election import (
     observe,
     released,
 )
-from orchest_operator.leader.lease import Conflict, LeaseClient
+from orchest_operator.leader.lease import LeaseClient, LeaseError
 
 logger = logging.getLogger(__name__)
 
 # What a failed attempt raises: the API server unreachable or slow, an error status, a lost race.
-FAILURES = (requests.RequestException, pykube.exceptions.HTTPError, Conflict)
+FAILURES = (requests.RequestException, LeaseError, ValueError)
 SHORTEST_REQUEST = 0.5  # seconds: a request with less time than this left is not worth sending
 
 
@@ -103,7 +102,18 @@ class Elector:
         return False
 
     def hold(self, stop: threading.Event, on_lost: Callable[[str], None]) -> None:
-        """Renew every retry period until ``stop``; call ``on_lost`` once if leadership is lost."""
+        """Renew every retry period until ``stop``; call ``on_lost`` once if leadership is lost.
+
+        Whatever goes wrong in here ends in ``on_lost``: a renewal thread that died quietly would leave a
+        replica acting without a Lease."""
+        try:
+            self._hold(stop, on_lost)
+        except Exception as err:
+            logger.exception("the Lease renewal failed")
+            self.leading = False
+            on_lost(f"the Lease renewal failed: {err!r}")
+
+    def _hold(self, stop: threading.Event, on_lost: Callable[[str], None]) -> None:
         while not stop.wait(self.timings.retry_period):
             try:
                 decision = self.attempt()

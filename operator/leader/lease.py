@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pykube
+import requests
 from pykube.objects import NamespacedAPIObject
 
 from orchest_operator.leader.election import API_VERSION, Record
@@ -22,8 +23,20 @@ class Lease(NamespacedAPIObject):
     kind = "Lease"
 
 
-class Conflict(Exception):
+class LeaseError(Exception):
+    """The API server answered a Lease call with an error."""
+
+
+class Conflict(LeaseError):
     """Another replica wrote the Lease first (409): this attempt lost the race."""
+
+
+def _check(response: requests.Response) -> dict[str, Any]:
+    # pykube's raise_for_status fails with KeyError on an answer without a Content-Type (a proxy's 503)
+    if response.status_code >= 400:
+        raise LeaseError(f"{response.status_code} {response.reason}: {response.text[:200]}")
+    body: dict[str, Any] = response.json()
+    return body
 
 
 class LeaseClient:
@@ -42,8 +55,7 @@ class LeaseClient:
         response = self.api.get(**self._kwargs(timeout, self.name))
         if response.status_code == 404:
             return None
-        self.api.raise_for_status(response)
-        return Record.from_lease(response.json())
+        return Record.from_lease(_check(response))
 
     def create(self, record: Record, timeout: float) -> Record:
         body = {
@@ -68,5 +80,4 @@ class LeaseClient:
         )
         if response.status_code == 409:
             raise Conflict(f"Lease {self.namespace}/{self.name} was written by another replica")
-        self.api.raise_for_status(response)
-        return Record.from_lease(response.json())
+        return Record.from_lease(_check(response))

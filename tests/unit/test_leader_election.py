@@ -24,7 +24,7 @@ from orchest_operator.leader.election import (
     released,
 )
 from orchest_operator.leader.elector import Elector
-from orchest_operator.leader.lease import Conflict
+from orchest_operator.leader.lease import Conflict, LeaseError
 
 T = Timings()  # 15 s lease, 10 s renew deadline, 2 s retry
 ME, OTHER = "pod-a_1", "pod-b_2"
@@ -252,6 +252,20 @@ def test_the_holder_that_finds_another_in_the_lease_stops_at_once() -> None:
     assert lost == [f"the Lease is now held by {OTHER!r}"]
 
 
+def test_a_renewal_thread_that_breaks_reports_the_lease_lost() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a = elector(leases, ME, clock, Timings(0.3, 0.2, 0.01))
+    a.attempt()
+
+    def broken(timeout: float) -> Record | None:
+        raise KeyError("content-type")
+
+    leases.get = broken  # type: ignore[method-assign]
+    lost: list[str] = []
+    a.hold(threading.Event(), lost.append)
+    assert lost == ["the Lease renewal failed: KeyError('content-type')"] and not a.leading
+
+
 def test_acquire_waits_through_failures_and_stops_when_told() -> None:
     leases, clock = FakeLeases(), Clock()
     leases._store(Record(holder=OTHER, duration_seconds=15))
@@ -293,6 +307,7 @@ def test_lease_client_speaks_the_coordination_api(monkeypatch: pytest.MonkeyPatc
     class Response:
         def __init__(self, status: int, body: dict[str, Any]) -> None:
             self.status_code, self._body = status, body
+            self.reason, self.text = "Service Unavailable", "upstream connect error"
 
         def json(self) -> dict[str, Any]:
             return self._body
@@ -302,7 +317,7 @@ def test_lease_client_speaks_the_coordination_api(monkeypatch: pytest.MonkeyPatc
     class Api:
         def get(self, **kwargs: Any) -> Response:
             calls.append(("get", kwargs))
-            return Response(404, {}) if len(calls) == 1 else Response(200, lease)
+            return [Response(404, {}), Response(200, lease), Response(503, {})][len(calls) - 1]
 
         def post(self, **kwargs: Any) -> Response:
             calls.append(("post", kwargs))
@@ -312,18 +327,16 @@ def test_lease_client_speaks_the_coordination_api(monkeypatch: pytest.MonkeyPatc
             calls.append(("put", kwargs))
             return Response(409, {})
 
-        def raise_for_status(self, response: Response) -> None:
-            pass
-
     client = LeaseClient(Api(), "orchest-system", "orchest-operator")  # type: ignore[arg-type]
     assert client.get(3.0) is None
     assert client.get(3.0) == Record(ME, 15, resource_version="5")
+    with pytest.raises(LeaseError, match="503 Service Unavailable: upstream connect error"):
+        client.get(3.0)
     assert client.create(Record(ME, 15), 2.0).holder == ME
     with pytest.raises(Conflict):
         client.update(Record(ME, 15, resource_version="5"), 1.0)
     assert [(m, k["version"], k["url"], k["namespace"], k["timeout"]) for m, k in calls] == [
-        ("get", "coordination.k8s.io/v1", "leases/orchest-operator", "orchest-system", 3.0),
-        ("get", "coordination.k8s.io/v1", "leases/orchest-operator", "orchest-system", 3.0),
+        *[("get", "coordination.k8s.io/v1", "leases/orchest-operator", "orchest-system", 3.0)] * 3,
         ("post", "coordination.k8s.io/v1", "leases", "orchest-system", 2.0),
         ("put", "coordination.k8s.io/v1", "leases/orchest-operator", "orchest-system", 1.0),
     ]
