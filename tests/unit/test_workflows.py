@@ -68,5 +68,5 @@ def test_e2e_benchmarks_use_options_that_exist() -> None:
         and set(args.names) <= {"chain", "fanout", "concurrent", "status"}
     )
     port = yaml.safe_load((CHART / "values.yaml").read_text())["metrics"]["port"]
-    assert f"port-forward deployment/orchest-operator {port}:{port}" in text
+    assert f'port-forward "pod/${{leader%_*}}" {port}:{port}' in text  # the Lease holder's pod
     assert f"127.0.0.1:{port}/metrics" in command.group(1)
