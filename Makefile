@@ -11,7 +11,7 @@ EG_VERSION := 3.3.0
 # -P: `python -m` would put the repository root first on sys.path, where operator/ shadows the
 # standard library's operator module and breaks pip before it starts.
 
-.PHONY: run test lint crds bench clean
+.PHONY: run test lint lint-workflows crds bench version clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -P -m venv $(VENV)
@@ -30,7 +30,12 @@ run: $(STAMP)
 
 test: $(STAMP) $(EG_STAMP)
 	$(BIN)/ruff check .
+	$(MAKE) lint-workflows
 	$(BIN)/python -m pytest -q
+
+# actionlint with the venv's shellcheck for `run:` scripts (the same checks on every machine).
+lint-workflows: $(STAMP)
+	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck -pyflakes=
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -40,6 +45,11 @@ crds: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# `make version VERSION=0.2.0`: set the release version in pyproject.toml and stamp every copy of it.
+version: $(STAMP)
+	$(BIN)/python -m release.version --set $(VERSION)
+	$(BIN)/python -m release.version --check
 
 clean:
 	rm -rf $(VENV) $(EG_VENV) examples/quickstart/.orchest
