@@ -194,13 +194,38 @@ async def test_a_standby_stops_cleanly_and_a_leader_that_cannot_renew_exits(
     assert b"leader election lost: could not renew the Lease for 2 s" in a.log
 
 
-async def test_leader_elect_outside_a_pod_needs_a_namespace() -> None:
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        ([], {}, "orchest: --leader-elect outside a pod needs --leader-elect-resource-namespace NS"),
+        (
+            ["--leader-elect-resource-namespace", "ns"],
+            {"ORCHEST_LEADER_ELECTION_RETRY_PERIOD_SECONDS": "0"},
+            "orchest: ORCHEST_LEADER_ELECTION_RETRY_PERIOD_SECONDS must be a positive number of seconds, "
+            "got '0'",
+        ),
+        (
+            ["--leader-elect-resource-namespace", "ns"],
+            {"ORCHEST_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "20"},
+            "orchest: leader election: the renew deadline (20 s) must be shorter than the lease duration "
+            "(15 s), or a replica could take over while the holder still acts",
+        ),
+    ],
+)
+async def test_bad_leader_election_input_is_one_line_and_exit_2(
+    argv: list[str], env: dict[str, str], message: str
+) -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "orchest_operator.cli", "operator", "--leader-elect", stdout=PIPE, stderr=PIPE
+        sys.executable,
+        "-m",
+        "orchest_operator.cli",
+        "operator",
+        "--leader-elect",
+        *argv,
+        env={**os.environ, **env},
+        stdout=PIPE,
+        stderr=PIPE,
     )
     _, err = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 2
-    assert (
-        err.decode().strip()
-        == "orchest: --leader-elect outside a pod needs --leader-elect-resource-namespace NS"
-    )
+    assert err.decode().strip() == message

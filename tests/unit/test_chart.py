@@ -123,6 +123,21 @@ def test_standalone_is_one_replica_recreated_without_lease_or_budget() -> None:
         render_chart({"leaderElection": {"enabled": False}})
 
 
+@pytest.mark.parametrize(
+    "timings",
+    [
+        {"renewDeadlineSeconds": 15},
+        {"retryPeriodSeconds": 10},
+        {"leaseDurationSeconds": 5, "renewDeadlineSeconds": 8, "retryPeriodSeconds": 1},
+    ],
+)
+def test_lease_timings_that_cannot_work_fail_the_install(timings: dict[str, int]) -> None:
+    with pytest.raises(
+        helm_python.HelmError, match="retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds"
+    ):
+        render_chart({"leaderElection": timings})
+
+
 def test_ci_values_watch_two_namespaces_with_roles_only_there() -> None:
     objects = chart_objects(CI_VALUES)
     args = container(objects)["args"]
@@ -206,6 +221,8 @@ def test_a_second_release_gets_its_own_names() -> None:
         ({"metrics": {"enabled": "yes"}}, "at '/metrics/enabled': got string, want boolean"),
         ({"priorityClasses": {"interactive": {"preemptionPolicy": "Sometimes"}}}, "preemptionPolicy"),
         ({"imag": {"tag": "x"}}, "additional properties 'imag' not allowed"),
+        ({"leaderElection": {"retryPeriodSeconds": 0}}, "/leaderElection/retryPeriodSeconds"),
+        ({"replicas": 0}, "/replicas"),
     ],
 )
 def test_schema_rejects_wrong_values_naming_the_key(values: dict[str, Any], message: str) -> None:
