@@ -15,9 +15,12 @@ import sys
 import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchest_operator.cli import CliError
+
+if TYPE_CHECKING:  # imported when used: `orchest --help` does not load the operator
+    from orchest_operator.leader.elector import Elector
 
 logger = logging.getLogger("orchest_operator.operator")
 DEFAULT_LEASE = "orchest-operator"
@@ -96,12 +99,12 @@ def lose_leadership(reason: str) -> None:
     os._exit(1)
 
 
-def elect(args: argparse.Namespace, stop: threading.Event) -> Any:
+def elect(args: argparse.Namespace, stop: threading.Event) -> Elector | None:
     """Wait for the Lease (answering the liveness probe meanwhile, watching nothing); return the elector
     once leading, or None if ``stop`` was set first.
 
-    SIGTERM and SIGINT set ``stop`` from here on; kopf, once running, installs its own handlers and also
-    watches ``stop``, so a signal that lands just as this replica takes the Lease still stops it cleanly.
+    SIGTERM and SIGINT set ``stop`` from here on, and ``operate`` hands a set ``stop`` on to kopf, so a
+    signal that lands just as this replica takes the Lease still stops it cleanly.
     """
     import pykube
 
