@@ -33,10 +33,17 @@ logger = logging.getLogger(__name__)
 
 # What a failed attempt raises: the API server unreachable or slow, an error status, a lost race.
 FAILURES = (requests.RequestException, LeaseError, ValueError)
-SHORTEST_REQUEST = 0.5  # seconds: a request with less time than this left is not worth sending
+# Seconds a request is given at least, even with less left before the renew deadline: the deadline check
+# that follows it decides, and a request with no time at all could never succeed.
+SHORTEST_REQUEST = 0.5
 
 
 class Elector:
+    """One replica's side of the election: its identity, what it last saw of the Lease, whether it leads.
+
+    ``clock`` (monotonic) times expiry and deadlines; ``wall`` only stamps the record, for people reading it.
+    """
+
     def __init__(
         self,
         leases: LeaseClient,
