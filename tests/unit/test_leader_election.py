@@ -348,3 +348,28 @@ def test_lease_client_speaks_the_coordination_api(monkeypatch: pytest.MonkeyPatc
         "namespace": "orchest-system",
         "resourceVersion": "5",
     }
+
+
+def test_a_standby_answers_its_liveness_probe_until_it_leads() -> None:
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from orchest_operator.leader.probe import standby_liveness
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with standby_liveness(f"{url}/healthz"):
+        with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:
+            assert (response.status, response.read()) == (200, b'{"leader": false}\n')
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{url}/metrics", timeout=5)
+        assert err.value.code == 404
+    # closed: kopf binds the same address once this replica leads
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+    with standby_liveness(None):
+        pass
