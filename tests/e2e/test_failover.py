@@ -42,11 +42,23 @@ def test_standby_takes_over_from_a_killed_leader(kube: Any, orchest: Orchest, pr
     if shutil.which("docker") is None:
         pytest.skip("needs docker to reach the kind node")
     core = kube.CoreV1Api()
-    pods = core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/component=operator").items
-    assert len(pods) >= 2, "the chart's default is two replicas"
-    leader = wait(lambda: holder(kube), 60)
+
+    def ready_pods() -> set[str]:
+        pods = core.list_namespaced_pod(
+            NAMESPACE, label_selector="app.kubernetes.io/component=operator"
+        ).items
+        return {
+            p.metadata.name
+            for p in pods
+            if p.metadata.deletion_timestamp is None
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        }
+
+    # two replicas up (the chart's default), one of them named in the Lease (an earlier test may have
+    # replaced the pods: wait for the new ones to settle)
+    wait(lambda: len(ready_pods()) >= 2, 180)
+    leader = wait(lambda: (h := holder(kube)) and h.rsplit("_", 1)[0] in ready_pods() and h, 120)
     leader_pod = leader.rsplit("_", 1)[0]
-    assert leader_pod in {p.metadata.name for p in pods}
 
     claim = project({"step.py": STEP})
     chain = [{"name": f"s{i}", "file": "step.py", "dependsOn": [f"s{i - 1}"] if i else []} for i in range(3)]
