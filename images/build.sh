@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Build orchest's images with BuildKit: images/build.sh [IMAGE...] (default: all three). `make images`
+# runs it. Environment: REGISTRY and TAG name the images ($REGISTRY/orchest-<image>:$TAG); BASE_IMAGE is
+# the Python base (default the official python:3.11.14-slim-bookworm). When the base is neither present
+# nor pullable, a stand-in is built from Debian packages (images/stand-in-base.sh) and used instead.
+# DOCKER picks the client (default: images/docker-client.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DOCKER=${DOCKER:-$(images/docker-client.sh)}
+REGISTRY=${REGISTRY:-ghcr.io/orchest-operator}
+TAG=${TAG:-$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)}
+BASE_IMAGE=${BASE_IMAGE:-python:3.11.14-slim-bookworm}
+if [ $# -eq 0 ]; then
+    set -- operator step-runner jupyter-server
+fi
+
+base=$BASE_IMAGE
+if ! "$DOCKER" image inspect "$base" >/dev/null 2>&1 && ! "$DOCKER" pull --quiet "$base" >/dev/null; then
+    echo "build: cannot pull $base; building a stand-in from Debian packages (images/stand-in-base.sh)" >&2
+    base=$(DOCKER=$DOCKER images/stand-in-base.sh)
+fi
+echo "build: base $base" >&2
+for image in "$@"; do
+    echo "build: $REGISTRY/orchest-$image:$TAG" >&2
+    # --network host: an engine started without a bridge (dockerd --bridge=none) has no other network.
+    DOCKER_BUILDKIT=1 "$DOCKER" build --network host --progress plain \
+        --build-arg BASE_IMAGE="$base" \
+        --file "images/$image/Dockerfile" --tag "$REGISTRY/orchest-$image:$TAG" . \
+        >"${TMPDIR:-/tmp}/orchest-build-$image.log" 2>&1 \
+        || { tail -n 60 "${TMPDIR:-/tmp}/orchest-build-$image.log" >&2; echo "build: $image failed" >&2; exit 1; }
+done
