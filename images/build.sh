@@ -15,8 +15,8 @@ if [ $# -eq 0 ]; then
 fi
 
 base=$BASE_IMAGE
-if ! "$DOCKER" image inspect "$base" >/dev/null 2>&1 && ! "$DOCKER" pull --quiet "$base" >/dev/null; then
-    echo "build: cannot pull $base; building a stand-in from Debian packages (images/stand-in-base.sh)" >&2
+if ! "$DOCKER" image inspect "$base" >/dev/null 2>&1 && ! pulled=$("$DOCKER" pull --quiet "$base" 2>&1); then
+    echo "build: cannot pull $base (${pulled##*: }); building a stand-in from Debian packages" >&2
     base=$(DOCKER=$DOCKER images/stand-in-base.sh)
 fi
 echo "build: base $base" >&2
