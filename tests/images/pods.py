@@ -61,6 +61,7 @@ class PodRun:
     termination_log: Path | None = None  # this machine's file behind terminationMessagePath
     env: Mapping[str, str] = field(default_factory=dict)  # set or replaced after the pod's own
     args: Sequence[str] | None = None  # replaces the container's args (e.g. to move a port)
+    options: Sequence[str] = ()  # more docker options: what stands in for the cluster (e.g. a kubeconfig)
 
 
 _POD_SECURITY = {"runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup", "seccompProfile"}
@@ -69,7 +70,7 @@ _CONTAINER_SECURITY = {"allowPrivilegeEscalation", "readOnlyRootFilesystem", "ca
 
 def run_args(pod: Mapping[str, Any], container: Mapping[str, Any], how: PodRun) -> list[str]:
     """``docker run`` options, image and arguments for ``container`` of the pod spec ``pod``."""
-    options = [f"--network={how.network}"]
+    options = [f"--network={how.network}", *how.options]
     options += _security(pod.get("securityContext", {}), container.get("securityContext", {}))
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     for mount in container.get("volumeMounts", []):
