@@ -11,12 +11,12 @@ EG_VERSION := 3.3.0
 # -P: `python -m` would put the repository root first on sys.path, where operator/ shadows the
 # standard library's operator module and breaks pip before it starts.
 
-# The images (images/README.md). BASE_IMAGE is the official Python image; where its registry cannot be
-# reached, images/build.sh builds a stand-in from Debian packages (images/stand-in-base.sh).
+# The images (images/README.md). BASE_IMAGE (default: the Dockerfiles' own, the official Python image);
+# where its registry cannot be reached, images/build.sh builds a stand-in from Debian packages.
 IMAGES := operator step-runner jupyter-server
 REGISTRY ?= ghcr.io/orchest-operator
 TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-BASE_IMAGE ?= python:3.11.14-slim-bookworm
+BASE_IMAGE ?=
 UV_VERSION := 0.13.9
 # --python-platform linux: the images' platform, whatever machine regenerates the locks (hashes cover
 # every wheel of each pinned version, so one lock serves amd64 and arm64). UPGRADE=1 moves every pin to

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build orchest's images with BuildKit: images/build.sh [IMAGE...] (default: all three). `make images`
 # runs it. Environment: REGISTRY and TAG name the images ($REGISTRY/orchest-<image>:$TAG); BASE_IMAGE is
-# the Python base (default the official python:3.11.14-slim-bookworm). When the base is neither present
+# the Python base (default: the Dockerfiles' ARG BASE_IMAGE, the official image). When it is neither present
 # nor pullable, a stand-in is built from Debian packages (images/stand-in-base.sh) and used instead.
 # DOCKER picks the client (default: images/docker-client.sh).
 set -euo pipefail
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-$(images/docker-client.sh)}
 REGISTRY=${REGISTRY:-ghcr.io/orchest-operator}
 TAG=${TAG:-$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)}
-BASE_IMAGE=${BASE_IMAGE:-python:3.11.14-slim-bookworm}
+BASE_IMAGE=${BASE_IMAGE:-$(sed -n 's/^ARG BASE_IMAGE=//p' images/operator/Dockerfile)}
 if [ $# -eq 0 ]; then
     set -- operator step-runner jupyter-server
 fi

@@ -95,17 +95,42 @@ def test_every_copied_file_exists_and_is_in_the_context(image: str) -> None:
             assert not ignored(source, dockerignore()), f"{source} is excluded by .dockerignore"
 
 
+def arg_defaults(steps: list[Instruction]) -> dict[str, str]:
+    """Build arguments declared before the first FROM, with their defaults."""
+    defaults: dict[str, str] = {}
+    for step in steps:
+        if step.keyword == "FROM":
+            break
+        if step.keyword == "ARG" and "=" in step.args:
+            name, _, value = step.args.partition("=")
+            defaults[name] = value
+    return defaults
+
+
 @pytest.mark.parametrize("image", IMAGES)
-def test_base_images_are_pinned(image: str) -> None:
+def test_base_images_are_pinned_build_arguments(image: str) -> None:
+    steps = dockerfile(image)
+    defaults = arg_defaults(steps)
     stages: set[str] = set()
-    for instruction in dockerfile(image):
+    for instruction in steps:
         if instruction.keyword == "FROM":
             words = [w for w in instruction.args.split() if not w.startswith("--")]
             base = words[0]
             if base not in stages:
-                assert PINNED.search(base), f"{image}: base {base} is not pinned to a version or digest"
+                assert base == "${BASE_IMAGE}", f"{image}: FROM {base}; the base is the BASE_IMAGE argument"
             if len(words) == 3 and words[1].upper() == "AS":
                 stages.add(words[2])
+    base = defaults["BASE_IMAGE"]
+    assert PINNED.search(base), f"{image}: BASE_IMAGE {base} is not pinned to a version or digest"
+
+
+def test_every_image_has_the_same_base_and_no_syntax_line() -> None:
+    """One base for all (Renovate bumps them together); `# syntax=` would fetch a frontend image from a
+    registry on every build, so offline builds fail: BuildKit's built-in frontend is enough."""
+    assert len({arg_defaults(dockerfile(image))["BASE_IMAGE"] for image in IMAGES}) == 1
+    for image in IMAGES:
+        text = (ROOT / "images" / image / "Dockerfile").read_text()
+        assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE | re.IGNORECASE), image
 
 
 @pytest.mark.parametrize("image", IMAGES)
