@@ -16,7 +16,7 @@ fi
 
 base=$BASE_IMAGE
 if ! "$DOCKER" image inspect "$base" >/dev/null 2>&1 && ! pulled=$("$DOCKER" pull --quiet "$base" 2>&1); then
-    echo "build: cannot pull $base (${pulled##*: }); building a stand-in from Debian packages" >&2
+    echo "build: cannot pull $base (${pulled##*: }); using a stand-in made from Debian packages" >&2
     base=$(DOCKER=$DOCKER images/stand-in-base.sh)
 fi
 echo "build: base $base" >&2

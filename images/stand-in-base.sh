@@ -54,4 +54,7 @@ tar --numeric-owner -C "$root" -c . | "$DOCKER" import \
     --message "stand-in for python:3.11-slim-$SUITE, made by images/stand-in-base.sh" \
     - "$name" >/dev/null
 "$DOCKER" tag "$name" "$REPOSITORY:3.11-slim-$SUITE"
+# Untag the stand-ins of earlier versions of this script (their layers stay while images use them).
+"$DOCKER" images --format '{{.Repository}}:{{.Tag}}' "$REPOSITORY" | grep -v -e "^$name\$" -e ":3.11-slim-$SUITE\$" \
+    | xargs -r "$DOCKER" rmi >/dev/null 2>&1 || true
 echo "$name"
