@@ -98,7 +98,12 @@ def test_the_distribution_depends_on_what_the_groups_hold() -> None:
     """`pip install orchest-operator` gets the whole CLI and the local runner: exactly the orchest groups."""
     dependencies = PYPROJECT["project"]["dependencies"]
     assert len(dependencies) == len(set(dependencies))
-    assert set(dependencies) == {*group("operator"), *group("step-runner"), *group("cli")}
+    grouped = {*group("operator"), *group("step-runner"), *group("cli")}
+    assert set(dependencies) - grouped == set(), (
+        "pyproject.toml: put each of these [project] dependencies, word for word, into the dependency group "
+        "of what imports it (core, operator, step-runner or cli), then run `make locks`"
+    )
+    assert grouped - set(dependencies) == set(), "pyproject.toml: groups name what [project] lacks"
 
 
 # Run in a fresh interpreter: import what an image's command imports, with every top-level module that
