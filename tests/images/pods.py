@@ -11,7 +11,9 @@ the builders change.
 from __future__ import annotations
 
 import base64
+import functools
 import os
+import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ TAG = os.environ.get("TAG") or settings.release()
 TERMINATION_LOG = "/dev/termination-log"
 
 
+@functools.cache
 def docker_client() -> str:
     return os.environ.get("DOCKER") or subprocess.run(
         [str(ROOT / "images" / "docker-client.sh")], capture_output=True, text=True, check=True
@@ -152,8 +155,6 @@ def _bytes(quantity: str) -> int:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

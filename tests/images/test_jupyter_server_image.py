@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,8 +132,6 @@ def test_jupyter_server_offers_the_gateways_kernelspecs(gateway: Any, tmp_path: 
 
 
 def _wait_json(url: str, headers: dict[str, str], container: str) -> dict[str, Any]:
-    import time
-
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from orchest_operator.builders.job import JobOptions, step_job
@@ -89,11 +88,8 @@ def test_the_quickstart_runs_step_by_step_under_the_pods_security_context(tmp_pa
         assert (volume / ".orchest" / "runs" / "quickstart-1" / f"{step}.ipynb").is_file()
 
 
-@pytest.mark.parametrize("step", ["generate"])
-def test_a_failing_notebook_leaves_its_cell_and_exception_in_the_termination_message(
-    tmp_path: Path, step: str
-) -> None:
-    volume = project(tmp_path)
+def test_a_failing_notebook_leaves_its_cell_and_exception_in_the_termination_message(tmp_path: Path) -> None:
+    volume, step = project(tmp_path), "broken"
     cells = [("parameters", "points = 1"), "x = points + 1", "raise KeyError(x)"]
     write_notebook(volume / "broken.ipynb", *cells)
     shutil.chown(volume / "broken.ipynb", 1000, 1000)

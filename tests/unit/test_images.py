@@ -85,14 +85,25 @@ def test_there_is_an_image_per_component() -> None:
     assert IMAGES == ["jupyter-server", "operator", "step-runner"]
 
 
+def bind_sources(instruction: Instruction) -> list[str]:
+    """Build-context files a RUN mounts (``--mount=type=bind,source=...`` without ``from=``)."""
+    found = []
+    for flag in re.findall(r"--mount=(\S+)", instruction.args):
+        fields = dict(part.partition("=")[::2] for part in flag.split(","))
+        if fields.get("type") == "bind" and "from" not in fields:
+            found.append(fields["source"])
+    return found
+
+
 @pytest.mark.parametrize("image", IMAGES)
-def test_every_copied_file_exists_and_is_in_the_context(image: str) -> None:
-    copies = [i for i in dockerfile(image) if i.keyword in ("COPY", "ADD")]
-    assert copies
-    for instruction in copies:
-        for source in sources(instruction) or []:
-            assert (ROOT / source).exists(), f"{image}/Dockerfile:{instruction.line}: {source} does not exist"
-            assert not ignored(source, dockerignore()), f"{source} is excluded by .dockerignore"
+def test_every_copied_or_mounted_file_exists_and_is_in_the_context(image: str) -> None:
+    steps = dockerfile(image)
+    used = [(i, s) for i in steps if i.keyword in ("COPY", "ADD") for s in sources(i) or []]
+    used += [(i, s) for i in steps if i.keyword == "RUN" for s in bind_sources(i)]
+    assert any(source == f"images/{image}/requirements.txt" for _, source in used)
+    for instruction, source in used:
+        assert (ROOT / source).exists(), f"{image}/Dockerfile:{instruction.line}: {source} does not exist"
+        assert not ignored(source, dockerignore()), f"{source} is excluded by .dockerignore"
 
 
 def arg_defaults(steps: list[Instruction]) -> dict[str, str]:
