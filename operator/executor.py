@@ -231,8 +231,8 @@ def _kernel_manager_class() -> type:
     packages the step never installed. Other kernel names are looked up as Jupyter always does.
 
     The kernel talks to papermill over Unix sockets in the temporary directory rather than TCP on
-    loopback: only this user can connect to them (on TCP any local process can try), and ipykernel no
-    longer prints its "running over TCP without encryption" warning into every notebook step's log.
+    loopback: file permissions keep other users out (on TCP any local process can connect and try), and
+    ipykernel no longer prints its "running over TCP without encryption" warning into every step's log.
     """
     from ipykernel.kernelspec import RESOURCES, get_kernel_dict
     from jupyter_client import AsyncKernelManager
