@@ -31,7 +31,13 @@ def _cluster_command(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
-        from orchest_operator.remote import RemoteError
+        try:
+            from orchest_operator.remote import RemoteError
+        except ModuleNotFoundError as err:  # the images install only what their own command imports
+            raise CliError(
+                f"the cluster commands need the {err.name} package, which this installation lacks "
+                f"(pip install {err.name}, or pip install orchest-operator for the whole CLI)"
+            ) from None
 
         try:
             return handler(args)

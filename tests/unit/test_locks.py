@@ -164,3 +164,13 @@ def test_parse_lock_reads_pins_hashes_and_sources() -> None:
     pins: dict[str, Any] = parse_lock(text)
     assert pins["a-b"] == Pin("1.0", ["sha256:x"], ["c", "d (pyproject.toml:g)"])
     assert pins["e"] == Pin("2", [], ["f"])
+
+
+def test_cluster_commands_in_the_operator_image_fail_in_one_line() -> None:
+    code = "from orchest_operator.cli import main; sys.exit(main(['status', 'r1']))"
+    done = imports_with_only("operator", [], code)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "orchest: the cluster commands need the kubernetes package, which this installation lacks "
+        "(pip install kubernetes, or pip install orchest-operator for the whole CLI)"
+    ]
