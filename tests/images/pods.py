@@ -154,6 +154,17 @@ def _bytes(quantity: str) -> int:
     return int(quantity)
 
 
+def hand_over(*paths: Path, uid: int = 1000) -> None:
+    """Give files of this machine to the pod's user, as a volume with ``fsGroup`` would: owned by ``uid``
+    when the tests run as root, else writable by everyone."""
+    for path in paths:
+        for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
+            if os.geteuid() == 0:
+                os.chown(item, uid, uid)
+            else:
+                item.chmod(item.stat().st_mode | 0o777 if item.is_dir() else 0o666)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import requests
 from orchest_operator import session
 from orchest_operator.builders import session as build
 from orchest_operator.settings import Settings
-from tests.images.pods import PodRun, docker, free_port, image, run_args
+from tests.images.pods import PodRun, docker, free_port, hand_over, image, run_args
 from tests.integration.test_eg_kernelspecs import mount_like_kubelet
 from tests.integration.test_eg_roundtrip import EG_BIN, Process, base_env, resolve, wait_http
 
@@ -99,7 +98,7 @@ def test_jupyter_server_offers_the_gateways_kernelspecs(gateway: Any, tmp_path: 
     }
     project = tmp_path / "volume"
     project.mkdir()
-    shutil.chown(project, 1000, 1000)
+    hand_over(project)
     how = PodRun(
         claims={"data": project},
         secrets=[secret],

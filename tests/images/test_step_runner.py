@@ -14,7 +14,7 @@ import yaml
 
 from orchest_operator.builders.job import JobOptions, step_job
 from orchest_operator.models import PipelineSpec, Priority
-from tests.images.pods import ROOT, PodRun, docker, image, run_args
+from tests.images.pods import ROOT, PodRun, docker, hand_over, image, run_args
 from tests.support.notebooks import write_notebook
 
 QUICKSTART = ROOT / "examples" / "quickstart"
@@ -30,8 +30,7 @@ def project(tmp_path: Path) -> Path:
     """The pipeline volume: the quickstart's files, owned by the pod's uid as fsGroup would have it."""
     directory = tmp_path / "volume"
     shutil.copytree(QUICKSTART, directory, ignore=shutil.ignore_patterns(".orchest", "data"))
-    for path in [directory, *directory.rglob("*")]:
-        shutil.chown(path, 1000, 1000)
+    hand_over(directory)
     return directory
 
 
@@ -59,7 +58,7 @@ def run_step(spec: PipelineSpec, step: str, volume: Path, termination: Path) -> 
 def termination_file(tmp_path: Path, step: str) -> Path:
     path = tmp_path / f"{step}.termination"
     path.touch()
-    shutil.chown(path, 1000, 1000)
+    hand_over(path)
     return path
 
 
@@ -92,7 +91,7 @@ def test_a_failing_notebook_leaves_its_cell_and_exception_in_the_termination_mes
     volume, step = project(tmp_path), "broken"
     cells = [("parameters", "points = 1"), "x = points + 1", "raise KeyError(x)"]
     write_notebook(volume / "broken.ipynb", *cells)
-    shutil.chown(volume / "broken.ipynb", 1000, 1000)
+    hand_over(volume / "broken.ipynb")
     spec = quickstart_spec(steps=[{"name": step, "file": "broken.ipynb"}])
     termination = termination_file(tmp_path, step)
     code, log = run_step(spec, step, volume, termination)
