@@ -3,9 +3,9 @@
 The pod spec comes from orchest's own builders or manifests, so what runs here is what a cluster runs:
 user and group, supplementary ``fsGroup``, read-only root, dropped capabilities, no new privileges,
 emptyDirs as tmpfs, persistent volumes as directories of this machine, env (``secretKeyRef`` resolved
-from the given Secrets), working directory, command and args, the termination-message file. A setting
-this module does not know fails the test instead of being ignored, so the translation stays exact as
-the builders change.
+from the given Secrets), working directory, command and args, the termination-message file. A security
+or volume setting this module does not know fails the test instead of being ignored, so the translation
+stays exact as the builders change; resources, probes and ports are not emulated.
 """
 
 from __future__ import annotations
