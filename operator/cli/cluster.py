@@ -18,7 +18,6 @@ from orchest_operator.cli.pipeline import add_run_options, run_request
 from orchest_operator.dag import Dag, PlanError
 from orchest_operator.models import API_VERSION, PipelineRunStatus, Priority, RunPhase
 from orchest_operator.pipelinefile import load
-from orchest_operator.progress import reporter_for
 
 if TYPE_CHECKING:  # the kubernetes client takes a second to import: only the cluster commands pay it
     from orchest_operator.remote import Cluster
@@ -136,6 +135,8 @@ def handle_submit(args: argparse.Namespace) -> int:
 
 
 def _watch(cluster: Cluster, name: str) -> int:
+    from orchest_operator.progress import reporter_for  # rich: the images do not install it
+
     reporter = reporter_for(sys.stdout)
     status = PipelineRunStatus()
     try:

@@ -24,7 +24,6 @@ from orchest_operator.dag import PlanError
 from orchest_operator.local import LocalRun, exit_code
 from orchest_operator.models import FailurePolicy, PipelineDocument, PipelineRunSpec, SelectionMode
 from orchest_operator.pipelinefile import Loaded, load, schema_problems
-from orchest_operator.progress import reporter_for, summary
 
 MODES = {mode.value.lower(): mode for mode in SelectionMode}
 POLICIES = {"fail-fast": FailurePolicy.FAIL_FAST, "continue": FailurePolicy.CONTINUE}
@@ -175,6 +174,9 @@ def handle_run(args: argparse.Namespace) -> int:
         f"({limit}, {request.failure_policy.value})",
         flush=True,
     )
+    # Imported here: rich is for terminals, and the operator and step-runner images do not install it.
+    from orchest_operator.progress import reporter_for, summary
+
     status = local.execute(reporter_for(sys.stdout))
     for line in summary(status, local.id, local.dir):
         print(line)
