@@ -156,6 +156,15 @@ def _loaded(path: Path, *, check_files: bool = True) -> tuple[Loaded, PipelineDo
 
 
 def handle_run(args: argparse.Namespace) -> int:
+    # Imported here: rich is for terminals, and the operator and step-runner images do not install it.
+    try:
+        from orchest_operator.progress import reporter_for, summary
+    except ModuleNotFoundError as err:
+        raise CliError(
+            f"orchest run needs the {err.name} package, which this installation lacks "
+            f"(pip install {err.name}, or pip install orchest-operator for the whole CLI)"
+        ) from None
+
     loaded, document = _loaded(args.pipeline)
     if document is None:
         return 2
@@ -174,9 +183,6 @@ def handle_run(args: argparse.Namespace) -> int:
         f"({limit}, {request.failure_policy.value})",
         flush=True,
     )
-    # Imported here: rich is for terminals, and the operator and step-runner images do not install it.
-    from orchest_operator.progress import reporter_for, summary
-
     status = local.execute(reporter_for(sys.stdout))
     for line in summary(status, local.id, local.dir):
         print(line)

@@ -174,3 +174,13 @@ def test_cluster_commands_in_the_operator_image_fail_in_one_line() -> None:
         "orchest: the cluster commands need the kubernetes package, which this installation lacks "
         "(pip install kubernetes, or pip install orchest-operator for the whole CLI)"
     ]
+
+
+def test_orchest_run_in_the_step_runner_image_fails_in_one_line() -> None:
+    code = "from orchest_operator.cli import main; sys.exit(main(['run', 'pipeline.yaml']))"
+    done = imports_with_only("step-runner", [], code)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "orchest: orchest run needs the rich package, which this installation lacks "
+        "(pip install rich, or pip install orchest-operator for the whole CLI)"
+    ]
