@@ -20,12 +20,25 @@ if ! "$DOCKER" image inspect "$base" >/dev/null 2>&1 && ! pulled=$("$DOCKER" pul
     base=$(DOCKER=$DOCKER images/stand-in-base.sh)
 fi
 echo "build: base $base" >&2
+# The builds run at once (mostly downloads); each one's log is shown only when it fails.
+logs=${TMPDIR:-/tmp}
+pids=()
 for image in "$@"; do
     echo "build: $REGISTRY/orchest-$image:$TAG" >&2
     # --network host: an engine started without a bridge (dockerd --bridge=none) has no other network.
     DOCKER_BUILDKIT=1 "$DOCKER" build --network host --progress plain \
         --build-arg BASE_IMAGE="$base" \
         --file "images/$image/Dockerfile" --tag "$REGISTRY/orchest-$image:$TAG" . \
-        >"${TMPDIR:-/tmp}/orchest-build-$image.log" 2>&1 \
-        || { tail -n 60 "${TMPDIR:-/tmp}/orchest-build-$image.log" >&2; echo "build: $image failed" >&2; exit 1; }
+        >"$logs/orchest-build-$image.log" 2>&1 &
+    pids+=($!)
 done
+failed=0
+for i in "${!pids[@]}"; do
+    image=${*:i+1:1}
+    if ! wait "${pids[$i]}"; then
+        tail -n 60 "$logs/orchest-build-$image.log" >&2
+        echo "build: $image failed (log: $logs/orchest-build-$image.log)" >&2
+        failed=1
+    fi
+done
+exit $failed
