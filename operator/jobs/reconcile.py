@@ -37,15 +37,12 @@ from orchest_operator.models import (
     RunPhase,
     ScheduleWindow,
 )
+from orchest_operator.naming import ANNOTATION_COMBINATION, ANNOTATION_MAX_PARALLEL, LABEL_BATCH, LABEL_JOB
 from orchest_operator.pipelinefile import schema_problems
 from orchest_operator.runs import Event, parse_time, timestamp
 
-LABEL_JOB = f"{GROUP}/pipeline-job"
-LABEL_BATCH = f"{GROUP}/batch"
 ANNOTATION_SCHEDULED = f"{GROUP}/scheduled-time"
 ANNOTATION_TRIGGER_KIND = f"{GROUP}/batch-trigger"
-ANNOTATION_COMBINATION = f"{GROUP}/combination"
-ANNOTATION_MAX_PARALLEL = f"{GROUP}/max-parallel-runs"
 ANNOTATION_TRIGGER = f"{GROUP}/trigger"
 """Set on a PipelineJob (``orchest job trigger``) to ask for one batch now; its value names the batch."""
 MAX_BATCHES_SHOWN = 20

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from orchest_operator.models import Priority
 from orchest_operator.queue import RunSummary, admit, pipeline_summary, queued, to_prune
 
 
@@ -107,3 +108,51 @@ def test_pipeline_summary() -> None:
         body("r4", "4", "Queued", priority="Interactive"),
     ]
     assert pipeline_summary(runs) == {"lastRun": "r4", "activeRuns": ["r2"], "queuedRuns": ["r4", "r3"]}
+
+
+def batch_run(index: int, *, started: bool = False, finished: bool = False, limit: int = 2) -> RunSummary:
+    return RunSummary(
+        name=f"job-b-{index}",
+        priority=Priority.BACKGROUND,
+        created="1",
+        started=started,
+        finished=finished,
+        cancel=False,
+        batch="b",
+        index=index,
+        limit=limit,
+    )
+
+
+@pytest.mark.parametrize("policy", ["Allow", "Queue"])
+def test_a_batch_runs_at_most_max_parallel_runs_in_combination_order(policy: str) -> None:
+    runs = [batch_run(0, started=True), batch_run(1), batch_run(2), batch_run(3)]
+    # one slot is free: the lowest waiting combination takes it, the others wait
+    assert admit(runs[1], runs, "Allow").waiting_for is None
+    assert admit(runs[2], runs, policy).waiting_for == "job-b-0"
+    both = [batch_run(0, started=True), batch_run(1, started=True), batch_run(2)]
+    assert admit(both[2], both, "Allow").waiting_for == "job-b-0"
+    # finished runs free their slot
+    done = [batch_run(0, finished=True, started=True), batch_run(1, started=True), batch_run(2)]
+    assert admit(done[2], done, "Allow").waiting_for is None
+
+
+def test_runs_of_other_batches_do_not_take_a_batch_slot() -> None:
+    other = RunSummary("x", Priority.BACKGROUND, "0", True, False, False, batch="a", index=0, limit=1)
+    me = batch_run(0, limit=1)
+    assert admit(me, [other], "Allow").waiting_for is None
+
+
+def test_runs_of_a_job_are_pruned_by_the_job_not_the_pipeline() -> None:
+    runs = [body(f"r{i}", str(i), "Succeeded", str(i)) for i in range(4)]
+    for run in runs[:2]:
+        run["metadata"]["labels"] = {"orchest.io/pipeline-job": "nightly"}
+    assert to_prune(runs, 1) == ["r2"]
+
+
+def test_summary_reads_the_batch_from_labels_and_annotations() -> None:
+    run = body("job-b-3", "1")
+    run["metadata"]["labels"] = {"orchest.io/batch": "b"}
+    run["metadata"]["annotations"] = {"orchest.io/combination": "3", "orchest.io/max-parallel-runs": "2"}
+    found = RunSummary.of(run)
+    assert (found.batch, found.index, found.limit) == ("b", 3, 2)
