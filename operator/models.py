@@ -435,6 +435,8 @@ class PipelineRunStatus(Model):
     """The spec generation this status was computed from."""
     snapshot: RunSnapshot | None = None
     """What the run executes, frozen when it was first seen."""
+    workspace: StepStatus | None = None
+    """An isolated run's copy of the pipeline's directory: the Job that makes it, before the first step."""
 
 
 class RunDocument(Model):

@@ -3,7 +3,8 @@
 Runs of a pipeline share one volume, so by default (``Queue``) they run one at a time, Interactive before
 Background, then oldest first; ``Forbid`` fails a second run at once; ``Allow`` runs them side by side.
 Runs of one PipelineJob batch also wait for a free slot of the job's ``maxParallelRuns``, in the order of
-their combinations.
+their combinations. A run with an isolated workspace shares no files with the others, so the policy
+neither holds it back nor counts it against a shared run.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from orchest_operator.models import ConcurrencyPolicy, Priority, RunPhase
+from orchest_operator.models import ConcurrencyPolicy, Priority, RunPhase, Workspace
 from orchest_operator.naming import ANNOTATION_COMBINATION, ANNOTATION_MAX_PARALLEL, LABEL_BATCH, LABEL_JOB
 
 
@@ -30,6 +31,8 @@ class RunSummary:
     """Its combination's index in the batch: runs of a batch start in this order."""
     limit: int = 0
     """The batch's maxParallelRuns (0: no limit)."""
+    isolated: bool = False
+    """It works in its own copy of the pipeline's directory (``workspace: Isolated``)."""
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> RunSummary:
@@ -52,6 +55,7 @@ class RunSummary:
             batch=(meta.get("labels") or {}).get(LABEL_BATCH),
             index=index,
             limit=max(limit, 0),
+            isolated=spec.get("workspace") == Workspace.ISOLATED,
         )
 
     @property
@@ -75,8 +79,9 @@ def admit(me: RunSummary, runs: Iterable[RunSummary], policy: ConcurrencyPolicy 
         ahead = [r for r in batch if not r.started and r.index < me.index]
         if len(running) + len(ahead) >= me.limit:
             return Admission(waiting_for=(running or ahead)[0].name)
-    if policy is ConcurrencyPolicy.ALLOW:
+    if policy is ConcurrencyPolicy.ALLOW or me.isolated:
         return Admission()
+    others = [r for r in others if not r.isolated]
     active = sorted((r for r in others if r.started), key=lambda r: r.order)
     if policy is ConcurrencyPolicy.FORBID:
         earlier = sorted((r for r in others if r.order < me.order), key=lambda r: r.order)

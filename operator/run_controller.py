@@ -218,7 +218,7 @@ class RunController:
         else:
             return queue.Admission()  # no pipeline and no snapshot: the run fails as PipelineNotFound
         me = queue.RunSummary.of(run)
-        if policy == ConcurrencyPolicy.ALLOW and not me.limit:
+        if (policy == ConcurrencyPolicy.ALLOW or me.isolated) and not me.limit:
             return queue.Admission()
         siblings = await self._runs_of(run["metadata"]["namespace"], run["spec"]["pipelineRef"]["name"])
         return queue.admit(me, [queue.RunSummary.of(r) for r in siblings], policy)

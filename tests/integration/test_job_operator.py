@@ -314,3 +314,30 @@ async def test_a_trigger_runs_one_batch_and_only_one(cluster: Cluster, operator,
     await nudge(cluster)
     await quiet(lambda: len(runs(cluster)) != 2)
     assert job_status(cluster)["lastTrigger"] == "20260101-120000"
+
+
+async def test_isolated_runs_of_a_batch_run_side_by_side_each_in_its_copy(
+    cluster: Cluster, operator, fake_kubelet, clock
+) -> None:
+    """The Pipeline queues its runs (concurrencyPolicy Queue, the default), but a job's runs are isolated by
+    default: each copies the directory in a Job of its own first, and they do not wait for each other."""
+    await operator(OPERATOR)
+    await fake_kubelet(run_time=1.0, job_complete_delay=0.05)
+    await cluster.api.create(PIPELINES, pipeline())
+    await cluster.api.create(JOBS, job(matrix={"seed": [1, 2, 3]}))
+
+    def phases() -> list[str]:
+        return [
+            ((cluster.peek(RUNS, n, NS) or {}).get("status") or {}).get("phase", "") for n in runs(cluster)
+        ]
+
+    await wait_for(lambda: phases().count("Running") == 3, timeout=15, message="three runs at once")
+    await wait_for(lambda: job_status(cluster).get("lastBatchPhase") == "Succeeded", timeout=20)
+    for name in runs(cluster):
+        steps = cluster.peek_all("batch/v1/jobs", NS, labels={"orchest.io/pipeline-run": name})
+        by_step = {j["metadata"]["labels"]["orchest.io/step"]: j for j in steps}
+        assert set(by_step) == {"orchest.workspace", "train"}
+        container = by_step["train"]["spec"]["template"]["spec"]["containers"][0]
+        assert container["workingDir"] == f"/project/.orchest/runs/{name}/workspace"
+        status = cluster.peek(RUNS, name, NS)["status"]
+        assert status["workspace"]["phase"] == "Succeeded"

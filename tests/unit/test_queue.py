@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from orchest_operator.models import Priority
-from orchest_operator.queue import RunSummary, admit, pipeline_summary, queued, to_prune
+from orchest_operator.queue import Admission, RunSummary, admit, pipeline_summary, queued, to_prune
 
 
 def summary(
@@ -156,3 +156,30 @@ def test_summary_reads_the_batch_from_labels_and_annotations() -> None:
     run["metadata"]["annotations"] = {"orchest.io/combination": "3", "orchest.io/max-parallel-runs": "2"}
     found = RunSummary.of(run)
     assert (found.batch, found.index, found.limit) == ("b", 3, 2)
+
+
+@pytest.mark.parametrize("policy", ["Queue", "Forbid"])
+def test_isolated_runs_are_not_held_back_by_the_pipeline_policy(policy: str) -> None:
+    shared = summary("a", "1", started=True)
+    iso = RunSummary("b", Priority.BACKGROUND, "2", False, False, False, isolated=True)
+    assert admit(iso, [shared], policy) == Admission()
+    # nor does a running isolated run hold back a shared one
+    running_iso = RunSummary("c", Priority.BACKGROUND, "0", True, False, False, isolated=True)
+    assert admit(summary("d", "3"), [running_iso], policy) == Admission()
+
+
+def test_isolated_runs_still_wait_for_their_batch_slot() -> None:
+    first = RunSummary(
+        "j-0", Priority.BACKGROUND, "1", True, False, False, batch="b", index=0, limit=1, isolated=True
+    )
+    second = RunSummary(
+        "j-1", Priority.BACKGROUND, "1", False, False, False, batch="b", index=1, limit=1, isolated=True
+    )
+    assert admit(second, [first], "Queue").waiting_for == "j-0"
+
+
+def test_summary_reads_the_workspace() -> None:
+    run = body("r", "1")
+    run["spec"]["workspace"] = "Isolated"
+    assert RunSummary.of(run).isolated
+    assert not RunSummary.of(body("s", "1")).isolated
