@@ -121,6 +121,10 @@ class LocalRun:
         self._cancel = False
         self._scratch = Path()
 
+    def cancel(self) -> None:
+        """Cancel the run from another thread (as SIGINT does): running steps are stopped and recorded."""
+        self._events.put(_INTERRUPTED)
+
     @property
     def record(self) -> Path:
         return self.dir / "run.json"
