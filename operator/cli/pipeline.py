@@ -22,6 +22,7 @@ from orchest_operator.cli import CliError
 from orchest_operator.convert import ConvertError, convert
 from orchest_operator.dag import PlanError
 from orchest_operator.jobs import sweep
+from orchest_operator.jobs.convert import convert_job, is_job
 from orchest_operator.local import LocalRun, exit_code
 from orchest_operator.models import FailurePolicy, PipelineDocument, PipelineRunSpec, RunPhase, SelectionMode
 from orchest_operator.pipelinefile import Loaded, load, schema_problems
@@ -74,8 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     draw.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
     draw.set_defaults(handler=handle_graph)
 
-    conv = subparsers.add_parser("convert", help="turn an Orchest pipeline (.orchest) into a Pipeline YAML")
-    conv.add_argument("source", type=Path, metavar="FILE.orchest")
+    conv = subparsers.add_parser(
+        "convert",
+        help="turn an Orchest pipeline (.orchest) into a Pipeline, or an Orchest job (its JSON) into a "
+        "Pipeline and a PipelineJob",
+    )
+    conv.add_argument("source", type=Path, metavar="FILE.orchest|JOB.json")
     conv.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
     conv.set_defaults(handler=handle_convert)
 
@@ -307,7 +312,7 @@ def handle_convert(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise CliError(f"{args.source}: not valid JSON: {err}") from None
     try:
-        text = convert(data, args.source.name)
+        text = convert_job(data, args.source.name) if is_job(data) else convert(data, args.source.name)
     except ConvertError as err:
         _report(args.source, err.problems)
         return 1
