@@ -95,7 +95,7 @@ def bad(mutate: Any) -> dict[str, Any]:
     [
         (
             bad(lambda d: d["strategy_json"][LINEAR]["parameters"].update(model='["linear", "ridge"]')),
-            "parameter 'model': the job sets it for step train-model, but step train-model-2 also declares it",
+            "parameter 'model': the job sets it for step train-model, but step train-model-2 also declares",
         ),
         (bad(lambda d: d.update(schedule="61 * * * *")), "schedule: '61 * * * *': Bad minute"),
         (
