@@ -414,6 +414,8 @@ class RunSnapshot(Model):
     """The steps this run executes."""
     reused: list[str] = []
     """Steps reused from the run named in `rerunOf`."""
+    workspace_from: str | None = None
+    """The isolated run (named in `rerunOf`) whose workspace this isolated run's copy starts from."""
 
 
 class PipelineRunStatus(Model):

@@ -155,6 +155,7 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
     generation = inputs.run["metadata"].get("generation")
     pipeline_name = spec.pipeline_ref.name
     previous: dict[str, StepPhase] | None = None
+    workspace_from: str | None = None
     if spec.rerun_of:
         earlier = inputs.earlier
         if earlier is None:
@@ -174,6 +175,14 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
                 f"run {spec.rerun_of!r} is still {earlier_status.phase.value}; rerun it once it has finished"
             )
             return _finish_early(status, generation, Reason.RERUN_INVALID, msg, now)
+        if earlier["spec"].get("workspace") == Workspace.ISOLATED:
+            if spec.workspace is not Workspace.ISOLATED:
+                msg = (
+                    f"run {spec.rerun_of!r} worked in an isolated workspace, where the outputs to reuse are: "
+                    "rerun it with workspace: Isolated"
+                )
+                return _finish_early(status, generation, Reason.RERUN_INVALID, msg, now)
+            workspace_from = spec.rerun_of
         pipeline = earlier_status.snapshot.pipeline
         previous = {n: s.phase for n, s in earlier_status.steps.items()}
         selected = earlier_status.snapshot.selected
@@ -203,7 +212,9 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
             selected = dag.select(spec.selection.mode, spec.selection.steps)
         except PlanError as err:
             return _finish_early(status, generation, Reason.INVALID_SELECTION, "; ".join(err.problems), now)
-    status.snapshot = RunSnapshot(pipeline=pipeline, selected=selected, reused=reused)
+    status.snapshot = RunSnapshot(
+        pipeline=pipeline, selected=selected, reused=reused, workspace_from=workspace_from
+    )
     status.steps = {
         n: StepStatus(phase=StepPhase.REUSED, message=f"outputs of run {spec.rerun_of} reused")
         if n in reused
@@ -337,6 +348,7 @@ def _workspace(
             run=run,
             spec=status.snapshot.pipeline,
             exclude=spec.workspace_exclude,
+            from_run=status.snapshot.workspace_from,
             priority=spec.priority,
             options=inputs.options,
         )

@@ -85,19 +85,26 @@ def _raise(err: OSError) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The workspace Job's entrypoint: ``python -m orchest_operator.workspace SOURCE RUN [--exclude G]``."""
+    """The workspace Job's entrypoint:
+    ``python -m orchest_operator.workspace SOURCE RUN [--exclude G]... [--from-run EARLIER]``."""
     parser = argparse.ArgumentParser(
         prog="python -m orchest_operator.workspace", description="Copy a pipeline's directory for one run."
     )
     parser.add_argument("source", type=Path, help="the pipeline's directory")
     parser.add_argument("run", help="the run whose workspace this is")
     parser.add_argument("--exclude", action="append", default=[], metavar="GLOB")
+    parser.add_argument(
+        "--from-run",
+        metavar="RUN",
+        help="start from this earlier run's workspace (a rerun reuses its outputs)",
+    )
     args = parser.parse_args(argv)
     target = Path(workspace_of(args.source, args.run))
+    source = Path(workspace_of(args.source, args.from_run)) if args.from_run else args.source
     try:
-        done = copy(args.source, target, args.exclude)
+        done = copy(source, target, args.exclude)
     except OSError as err:
-        print(f"orchest: cannot copy {args.source} to {target}: {err}", file=sys.stderr)
+        print(f"orchest: cannot copy {source} to {target}: {err}", file=sys.stderr)
         return 1
     print(f"orchest: copied {done.files} file(s), {done.bytes} bytes, to {target}")
     return 0

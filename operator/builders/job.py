@@ -149,9 +149,11 @@ def workspace_job(
     exclude: list[str],
     priority: Priority | str,
     options: JobOptions,
+    from_run: str | None = None,
 ) -> dict[str, Any]:
-    """The Job that copies the pipeline's directory into an isolated run's workspace, in the step-runner
-    image, before the run's first step (``python -m orchest_operator.workspace``)."""
+    """The Job that copies the pipeline's directory (for a rerun, the earlier run's workspace) into an
+    isolated run's workspace, in the step-runner image, before the run's first step
+    (``python -m orchest_operator.workspace``)."""
     if spec.volume is None:
         raise ValueError("a cluster run needs spec.volume")
     run_name = run["metadata"]["name"]
@@ -164,6 +166,8 @@ def workspace_job(
     command = ["python", "-m", "orchest_operator.workspace", spec.volume.mount_path, run_name]
     for glob in exclude:
         command += ["--exclude", glob]
+    if from_run:
+        command += ["--from-run", from_run]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "enableServiceLinks": False,

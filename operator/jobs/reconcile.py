@@ -46,6 +46,7 @@ ANNOTATION_TRIGGER_KIND = f"{GROUP}/batch-trigger"
 ANNOTATION_TRIGGER = f"{GROUP}/trigger"
 """Set on a PipelineJob (``orchest job trigger``) to ask for one batch now; its value names the batch."""
 MAX_BATCHES_SHOWN = 20
+MAX_SKIPPED_SHOWN = 3
 
 
 class Reason:
@@ -218,13 +219,25 @@ def _condition(status: PipelineJobStatus, ok: bool, reason: str, message: str, n
     status.conditions = [c for c in status.conditions if c.type != "Ready"] + [ready]
 
 
+_STATUS_KEYS = {f.alias or n for n, f in PipelineJobStatus.model_fields.items()}
+
+
 def current_status(job: Mapping[str, Any]) -> PipelineJobStatus:
-    raw = job.get("status") or {}
-    keys = {f.alias or n for n, f in PipelineJobStatus.model_fields.items()}
+    """The job's status as last written. Keys this version does not know are ignored, and a field it
+    cannot read (written by another version, or by hand) is dropped alone: the ticks already handled must
+    not be forgotten with it."""
+    raw = {k: v for k, v in (job.get("status") or {}).items() if k in _STATUS_KEYS}
     try:
-        return PipelineJobStatus.model_validate({k: v for k, v in raw.items() if k in keys})
+        return PipelineJobStatus.model_validate(raw)
     except ValidationError:
-        return PipelineJobStatus()  # written by another version: start the bookkeeping over
+        readable = {}
+        for key, value in raw.items():
+            try:
+                PipelineJobStatus.model_validate({key: value})
+            except ValidationError:
+                continue
+            readable[key] = value
+        return PipelineJobStatus.model_validate(readable)
 
 
 class _Pass:
@@ -360,7 +373,10 @@ class _Pass:
                     )
                 )
             newest.combinations = table
-        status.batches = shown[:MAX_BATCHES_SHOWN]
+        # Skipped ticks are worth a look, but never at the cost of a batch that ran.
+        skipped = [b for b in shown if b.phase is BatchPhase.SKIPPED][:MAX_SKIPPED_SHOWN]
+        real = [b for b in shown if b.phase is not BatchPhase.SKIPPED][: MAX_BATCHES_SHOWN - len(skipped)]
+        status.batches = sorted(real + skipped, key=lambda b: (b.scheduled_time, b.id), reverse=True)
         status.active = sorted(b.id for b in shown if b.phase is BatchPhase.RUNNING)
         status.active_runs = active_runs
         status.last_batch = newest.id if newest else None

@@ -299,7 +299,7 @@ async def test_replace_cancels_the_running_batch(cluster: Cluster, operator, fak
     await wait_for(lambda: len(runs(cluster)) == 2, timeout=10)
     assert cluster.peek(RUNS, first, NS)["spec"]["cancel"] is True
     await wait_for(lambda: cluster.peek(RUNS, first, NS)["status"].get("phase") == "Cancelled", timeout=10)
-    assert events(cluster, "BatchReplaced")
+    await wait_for(lambda: events(cluster, "BatchReplaced"), timeout=10, message="kopf posts events later")
 
 
 async def test_a_trigger_runs_one_batch_and_only_one(cluster: Cluster, operator, clock) -> None:

@@ -321,3 +321,25 @@ def test_bad_specs_get_a_condition_naming_the_field(spec: dict[str, Any], reason
     ready = actions.status["conditions"][0]
     assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", reason)
     assert fragment in ready["message"]
+
+
+def test_skipped_ticks_never_push_a_batch_that_ran_out_of_the_status() -> None:
+    w = world(schedule="@every 10s", concurrencyPolicy="Forbid")
+    w.step(CREATED)
+    w.step(CREATED + timedelta(seconds=10))
+    for n in range(2, 40):
+        w.step(CREATED + timedelta(seconds=10 * n))
+    batches = w.job["status"]["batches"]
+    assert len(batches) <= 20
+    assert [b["phase"] for b in batches].count("Skipped") == 3
+    assert any(b["phase"] == "Running" for b in batches)
+    assert w.job["status"]["lastBatchPhase"] == "Running"
+
+
+def test_an_unreadable_status_field_does_not_forget_the_ticks_handled() -> None:
+    w = world(schedule="@hourly")
+    w.step(CREATED)
+    w.step(utc("2026-01-01 10:00"))
+    w.job["status"]["batches"] = [{"id": "x"}] * 3  # written by hand, or another version
+    again = w.step(utc("2026-01-01 10:30"))
+    assert again.create == [] and again.status["lastScheduleTime"] == "2026-01-01T10:00:00Z"

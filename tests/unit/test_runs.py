@@ -625,3 +625,29 @@ def test_cancelling_during_the_copy_stops_it() -> None:
     cancelled = w.step()
     assert cancelled.delete == [job_name("r1", WS)]
     assert cancelled.status["phase"] == "Cancelled" and cancelled.create == []
+
+
+def isolated_failed_run() -> dict[str, Any]:
+    world = World(new_run(workspace="Isolated"))
+    world.step()
+    world.succeed(WS)
+    world.step()
+    world.fail("a")
+    world.step()
+    assert world.status.phase.value == "Failed"
+    return world.run
+
+
+def test_an_isolated_rerun_starts_from_the_earlier_runs_workspace() -> None:
+    earlier = isolated_failed_run()
+    rerun = World(new_run(rerunOf="r1", workspace="Isolated"))
+    rerun.run["metadata"].update(name="r2", uid="uid-2")
+    [copy_job] = rerun.step(earlier=earlier).create
+    command = copy_job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[-4:] == ["/project", "r2", "--from-run", "r1"]
+
+
+def test_a_shared_rerun_of_an_isolated_run_is_refused() -> None:
+    refused = World(new_run(rerunOf="r1")).step(earlier=isolated_failed_run())
+    assert refused.status["conditions"][0]["reason"] == Reason.RERUN_INVALID
+    assert "rerun it with workspace: Isolated" in refused.status["conditions"][0]["message"]

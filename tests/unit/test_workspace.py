@@ -104,3 +104,10 @@ def test_a_workspace_that_cannot_be_made_fails_the_run_before_any_step(tmp_path:
     status = run.execute()
     assert status.phase is RunPhase.FAILED and status.conditions[0].reason == "WorkspaceFailed"
     assert status.steps["w"].phase is StepPhase.SKIPPED
+
+
+def test_the_job_entrypoint_can_start_from_an_earlier_runs_workspace(project: Path) -> None:
+    assert main([str(project), "r1", "--exclude", "data"]) == 0
+    (Path(workspace_of(project, "r1")) / "output.csv").write_text("made by r1")
+    assert main([str(project), "r2", "--from-run", "r1"]) == 0
+    assert (Path(workspace_of(project, "r2")) / "output.csv").read_text() == "made by r1"
