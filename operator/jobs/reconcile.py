@@ -299,12 +299,16 @@ class _Pass:
             self.actions.events.append(Event("Normal", Reason.SKIPPED, f"tick {timestamp(tick)} {message}"))
             return
         if active and policy is JobConcurrencyPolicy.REPLACE:
-            for batch in active:
-                for run in self.runs.get(batch, []):
-                    if not run.finished and not run.cancel:
-                        self.actions.cancel.append(run.name)
-            message = f"batch(es) {', '.join(active)} cancelled for the tick at {timestamp(tick)}"
-            self.actions.events.append(Event("Normal", Reason.REPLACED, message))
+            cancel = [
+                run.name
+                for batch in active
+                for run in self.runs.get(batch, [])
+                if not run.finished and not run.cancel
+            ]
+            if cancel:
+                self.actions.cancel += cancel
+                message = f"batch(es) {', '.join(active)} cancelled for the tick at {timestamp(tick)}"
+                self.actions.events.append(Event("Normal", Reason.REPLACED, message))
         self.create(name, BatchTrigger.SCHEDULE, tick)
 
     def summarise(self, status: PipelineJobStatus) -> None:
