@@ -1,6 +1,7 @@
-"""PipelineJobs: every event of a job, and every change of phase of one of its runs, pokes the job's
-reconciler (``orchest_operator.jobs``). A job's first event after the operator starts is its listing, so
-a restarted operator looks at every job once and each then wakes itself at its next tick."""
+"""PipelineJobs: every event of a job pokes the job's reconciler (``orchest_operator.jobs``); a change of
+phase of one of its runs does too, from the runs' own event handler (``handlers/runs.py``: one handler per
+run event, not two). A job's first event after the operator starts is its listing, so a restarted
+operator looks at every job once and each then wakes itself at its next tick."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 import kopf
 
 from orchest_operator.handlers.startup import job_controller
-from orchest_operator.jobs.reconcile import LABEL_JOB
 
 
 @kopf.on.event("orchest.io", "v1alpha1", "pipelinejobs")
@@ -18,8 +18,3 @@ async def job_event(namespace: str, name: str, type: str | None, **_: Any) -> No
         job_controller().forget(namespace, name)
     else:
         job_controller().poke(namespace, name)
-
-
-@kopf.on.event("orchest.io", "v1alpha1", "pipelineruns", labels={LABEL_JOB: kopf.PRESENT})
-async def job_run_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-    job_controller().run_seen(body, deleted=type == "DELETED")

@@ -6,6 +6,7 @@ them (defaults applied, i.e. the models' wire form).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -157,3 +158,46 @@ def test_every_is_at_least_ten_seconds(schedule: str | None, ok: bool) -> None:
     rule = rule_at("spec", "@every")
     spec = job_spec(schedule=schedule) if schedule else job_spec()
     assert admits(rule, spec) is ok
+
+
+def job_property(name: str) -> dict[str, Any]:
+    crd = all_crds()["orchest.io_pipelinejobs.yaml"]
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return spec["properties"][name]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "ok"),
+    [
+        ("@daily", True),
+        ("@every 1h30m", True),
+        ("*/5 9-17 * * MON-FRI", True),
+        ("0 0 L * *", True),
+        ("* * * *", False),
+        ("* * * * * *", False),
+        ("@every 10", False),
+        ("@every  10s", False),
+        ("@fortnightly", False),
+        (" @daily", False),
+    ],
+)
+def test_the_schedule_pattern_refuses_malformed_expressions_at_admission(schedule: str, ok: bool) -> None:
+    """Schema patterns are RE2 on the API server; this one uses nothing RE2 and Python's re read alike."""
+    pattern = job_property("schedule")["pattern"]
+    assert bool(re.fullmatch(pattern, schedule)) is ok
+
+
+@pytest.mark.parametrize(
+    ("zone", "ok"),
+    [
+        ("UTC", True),
+        ("Europe/Berlin", True),
+        ("America/Argentina/Buenos_Aires", True),
+        ("Etc/GMT+5", True),
+        ("../etc/passwd", False),
+        ("Europe/", False),
+        ("", False),
+    ],
+)
+def test_the_time_zone_pattern(zone: str, ok: bool) -> None:
+    assert bool(re.fullmatch(job_property("timeZone")["pattern"], zone)) is ok
