@@ -2,7 +2,9 @@
 
 One Job per step, one pod per attempt: the Job controller owns retries (``backoffLimit``) and the step
 timeout (``activeDeadlineSeconds``); the container runs ``orchest step``, the same executor as
-``orchest run`` uses locally.
+``orchest run`` uses locally. A step's timeout counts from when its pod runs, not while it waits for a
+node or an image: the Job is created with the timeout plus the pending timeout (so it ends even when the
+operator is away), and the operator shortens it once it sees the pod run (``runs._observe``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def step_job(
     priority: Priority | str,
     options: JobOptions,
     isolated: bool = False,
+    pending_timeout_seconds: int = 0,
 ) -> dict[str, Any]:
     """The Job manifest for ``step_name`` of ``run`` (a PipelineRun object with uid). An ``isolated`` run's
     steps work in its workspace; their executed notebooks still go to ``.orchest/runs/<run>``."""
@@ -127,7 +130,7 @@ def step_job(
         "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
     }
     if step.timeout_seconds is not None:
-        job_spec["activeDeadlineSeconds"] = step.timeout_seconds
+        job_spec["activeDeadlineSeconds"] = step.timeout_seconds + pending_timeout_seconds
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

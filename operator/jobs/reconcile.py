@@ -191,6 +191,8 @@ def run_manifest(
     }
     if template.timeout_seconds is not None:
         run_spec["timeoutSeconds"] = template.timeout_seconds
+    if template.pending_timeout_seconds is not None:
+        run_spec["pendingTimeoutSeconds"] = template.pending_timeout_seconds
     return {
         "apiVersion": API_VERSION,
         "kind": "PipelineRun",
