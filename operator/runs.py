@@ -37,6 +37,9 @@ from orchest_operator.pipelinefile import schema_problems
 from orchest_operator.stuck import PENDING_TIMEOUT, Cause, family
 
 DEFAULT_PENDING_TIMEOUT = 600
+WORKSPACE_COPY_SECONDS = 3600
+"""How long an isolated run's copy may take once its pod runs: a copy that cannot start (or hangs) fails the
+run with the Job's DeadlineExceeded instead of holding it forever."""
 """Seconds a step may wait for its pod to run when neither the run nor its Pipeline sets
 ``pendingTimeoutSeconds``."""
 
@@ -507,6 +510,12 @@ def _workspace(
             from_run=status.snapshot.workspace_from,
             priority=spec.priority,
             options=inputs.options,
+            deadline_seconds=(
+                spec.pending_timeout_seconds
+                or status.snapshot.pipeline.pending_timeout_seconds
+                or DEFAULT_PENDING_TIMEOUT
+            )
+            + WORKSPACE_COPY_SECONDS,
         )
         actions.create.append(manifest)
         copy = StepStatus(

@@ -153,6 +153,7 @@ def workspace_job(
     priority: Priority | str,
     options: JobOptions,
     from_run: str | None = None,
+    deadline_seconds: int | None = None,
 ) -> dict[str, Any]:
     """The Job that copies the pipeline's directory (for a rerun, the earlier run's workspace) into an
     isolated run's workspace, in the step-runner image, before the run's first step
@@ -210,5 +211,6 @@ def workspace_job(
             "completions": 1,
             "parallelism": 1,
             "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+            **({"activeDeadlineSeconds": deadline_seconds} if deadline_seconds else {}),
         },
     }

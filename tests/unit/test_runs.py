@@ -604,6 +604,7 @@ def test_an_isolated_run_makes_its_workspace_before_the_first_step() -> None:
         "data/*",
     ]
     assert first.status["phase"] == "Running" and first.status["workspace"]["phase"] == "Running"
+    assert copy_job["spec"]["activeDeadlineSeconds"] == 600 + 3600, "a copy that cannot start fails in time"
     assert all(s["phase"] == "Pending" for s in first.status["steps"].values())
     assert w.step().create == [], "the copy is still going: no step, no second copy Job"
     w.succeed(WS)
