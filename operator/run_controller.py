@@ -231,10 +231,11 @@ class RunController:
             policy = status.snapshot.pipeline.concurrency_policy
         else:
             return queue.Admission()  # no pipeline and no snapshot: the run fails as PipelineNotFound
-        if policy == ConcurrencyPolicy.ALLOW:
+        me = queue.RunSummary.of(run)
+        if (policy == ConcurrencyPolicy.ALLOW or me.isolated) and not me.limit:
             return queue.Admission()
         siblings = await self._runs_of(run["metadata"]["namespace"], run["spec"]["pipelineRef"]["name"])
-        return queue.admit(queue.RunSummary.of(run), [queue.RunSummary.of(r) for r in siblings], policy)
+        return queue.admit(me, [queue.RunSummary.of(r) for r in siblings], policy)
 
     async def _runs_of(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
         runs = await asyncio.to_thread(kube.list_objects, self.api, kube.PipelineRun, namespace)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -45,11 +47,56 @@ class Resource:
         return f"{base}/namespaces/{namespace}/{self.plural}" if namespace else f"{base}/{self.plural}"
 
 
-def load_configuration(kubeconfig: str | None = None, context: str | None = None) -> tuple[Any, str]:
-    """(kubernetes ``Configuration``, default namespace) from the kubeconfig, else in-cluster."""
-    from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
+
+@dataclass
+class InClusterConfiguration:
+    """A pod's service account, read the way ``Configuration`` is: the operator image that runs the
+    dashboard in a cluster does not install the official client, and needs nothing of it but this."""
+
+    host: str
+    folder: Path = SERVICE_ACCOUNT
+    verify_ssl: bool = True
+    cert_file: str | None = None
+    key_file: str | None = None
+    proxy: str | None = None
+    tls_server_name: str | None = None
+
+    @property
+    def ssl_ca_cert(self) -> str:
+        return str(self.folder / "ca.crt")
+
+    def auth_settings(self) -> dict[str, dict[str, str]]:
+        # Read on every request: the kubelet rotates the projected token (about hourly).
+        token = (self.folder / "token").read_text(encoding="utf-8").strip()
+        return {"BearerToken": {"in": "header", "key": "authorization", "value": f"Bearer {token}"}}
+
+
+def in_cluster() -> tuple[InClusterConfiguration, str] | None:
+    """The pod's configuration and namespace, or None outside a pod."""
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port or not (SERVICE_ACCOUNT / "token").is_file():
+        return None
+    try:
+        namespace = (SERVICE_ACCOUNT / "namespace").read_text(encoding="utf-8").strip() or "default"
+    except OSError:
+        namespace = "default"
+    return InClusterConfiguration(host=f"https://{f'[{host}]' if ':' in host else host}:{port}"), namespace
+
+
+def load_configuration(kubeconfig: str | None = None, context: str | None = None) -> tuple[Any, str]:
+    """(configuration, default namespace): in a pod its service account (unless a kubeconfig is named),
+    else the kubeconfig through the official client, which knows every dialect of it."""
+    if kubeconfig is None and not os.environ.get("KUBECONFIG") and (pod := in_cluster()) is not None:
+        return pod
+    try:
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+    except ImportError:
+        raise ConfigError(
+            "no service account here, and reading a kubeconfig needs the kubernetes package"
+        ) from None
     configuration = client.Configuration()
     try:
         config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
@@ -59,17 +106,12 @@ def load_configuration(kubeconfig: str | None = None, context: str | None = None
             active = next((c for c in contexts if c.get("name") == context), active)
         namespace = (active or {}).get("context", {}).get("namespace") or "default"
     except (ConfigException, FileNotFoundError, TypeError) as kube_error:
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except ConfigException:
+        pod = in_cluster()
+        if pod is None:
             raise ConfigError(
                 f"no cluster configured ({kube_error}): set KUBECONFIG or run inside a cluster"
             ) from None
-        try:
-            with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace", encoding="utf-8") as f:
-                namespace = f.read().strip() or "default"
-        except OSError:
-            namespace = "default"
+        return pod
     return configuration, namespace
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from kubernetes import client as kube
 
+from orchest_operator.dashboard import client as client_module
 from orchest_operator.dashboard.client import ApiClient, ApiError, Resource, auth_headers, ssl_context
 
 
@@ -85,3 +87,33 @@ async def test_lists_watches_streams_and_errors(api: ApiClient) -> None:
         async for _ in api.text_stream("/api/v1/namespaces/a/pods/x/log", {}):
             pass
     assert (error.value.status, error.value.message) == (404, 'pods "x" not found')
+
+
+def test_in_a_pod_the_service_account_is_read_on_every_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "token").write_text("first\n")
+    (tmp_path / "namespace").write_text("orchest-system")
+    monkeypatch.setattr(client_module, "SERVICE_ACCOUNT", tmp_path)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    configuration, namespace = client_module.load_configuration()
+    assert (configuration.host, namespace) == ("https://10.96.0.1:443", "orchest-system")
+    configuration.folder = tmp_path
+    assert configuration.ssl_ca_cert == str(tmp_path / "ca.crt")
+    assert auth_headers(configuration) == {"authorization": "Bearer first"}
+    (tmp_path / "token").write_text("rotated")
+    assert auth_headers(configuration) == {"authorization": "Bearer rotated"}
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    assert client_module.in_cluster() is None
+
+
+def test_the_dashboard_imports_only_what_the_operator_image_installs() -> None:
+    """In a cluster the dashboard runs the operator's image, which has no official client."""
+    from tests.unit.test_locks import imports_with_only
+
+    modules = ["orchest_operator.dashboard.server", "orchest_operator.cli.dashboard"]
+    done = imports_with_only("operator", modules, "import kubernetes")
+    assert done.returncode != 0 and "kubernetes is not in the image" in done.stderr, "the check is real"
+    assert imports_with_only("operator", modules).returncode == 0
