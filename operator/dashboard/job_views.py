@@ -1,5 +1,6 @@
-"""PipelineJobs (issue 15) → what their pages show: the batches, and a sweep's combinations with one column
-per swept parameter. Pure, and as tolerant as ``views``; shown only where that kind is installed."""
+"""PipelineJobs → what their pages show: the batches, and a sweep's combinations with one column per swept
+parameter (from the runs the job's controller labels with their batch and combination). Pure, and as
+tolerant as ``views``; shown only where that kind is installed."""
 
 from __future__ import annotations
 
@@ -18,11 +19,7 @@ from orchest_operator.dashboard.views import (
     parameter_pairs,
     text_of,
 )
-from orchest_operator.models import GROUP
-
-# What the PipelineJob controller (issue 15) puts on the runs it creates.
-LABEL_BATCH = f"{GROUP}/batch"
-ANNOTATION_COMBINATION = f"{GROUP}/combination"
+from orchest_operator.naming import ANNOTATION_COMBINATION, LABEL_BATCH
 
 
 @dataclass(frozen=True)

@@ -134,9 +134,7 @@ def runs_page(rows: Sequence[RunRow], *, namespaces: str, kinds: Sequence[str] =
         "<h1>PipelineRuns</h1>"
         '<p><input id="filter" class="filter" type="search" data-table="runs" '
         'placeholder="Filter by name, namespace, pipeline or phase" aria-label="Filter runs"></p>'
-    ) + _table(
-        RUN_COLUMNS, "runs", "".join(run_list_row(r) for r in rows), "No PipelineRuns yet."
-    )
+    ) + _table(RUN_COLUMNS, "runs", "".join(run_list_row(r) for r in rows), "No PipelineRuns yet.")
     return document("Runs", body, active="runs", namespaces=namespaces, events="/runs/events", kinds=kinds)
 
 

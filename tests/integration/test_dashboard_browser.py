@@ -14,7 +14,7 @@ from playwright.async_api import expect
 from orchest_operator.dashboard.client import ApiClient, load_configuration
 from orchest_operator.dashboard.server import create_app
 from tests.support.browser import ARTIFACTS, FLAGS, ensure_chromium
-from tests.support.cluster import Cluster, ResourceSpec
+from tests.support.cluster import Cluster
 from tests.support.kubelet import Outcome
 from tests.support.waiting import wait_for
 
@@ -40,8 +40,6 @@ def _settings(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 async def dashboard(cluster: Cluster) -> AsyncIterator[str]:
     """The dashboard of namespaces team and other, served on a free port: its base URL."""
-    # PipelineJobs (issue 15) may not be in orchest's CRDs yet: serve the kind, as a cluster with it would.
-    cluster.emulator.register(ResourceSpec(JOBS, "PipelineJob", status=True))
     configuration, _ = load_configuration(str(cluster.kubeconfig))
     async with ApiClient(configuration) as client:
         runner = web.AppRunner(create_app(client, [TEAM, OTHER]), shutdown_timeout=0.5)
@@ -146,7 +144,7 @@ async def test_runs_live_run_page_failure_and_log(
     await page.evaluate("window.__sameDocument = true")
     assert await page.get_attribute('svg g[data-step="slow1"]', "data-phase") in ("Pending", "")
     # A running step's log is followed: its first line now, its last when it ends.
-    await page.wait_for_selector('#step-slow1.phase-running td:nth-child(7):not(:empty)', timeout=15_000)
+    await page.wait_for_selector("#step-slow1.phase-running td:nth-child(7):not(:empty)", timeout=15_000)
     await page.click("#step-slow1 a.log-link")
     await expect(page.locator("#log")).to_contain_text("slow1 starts")
     await expect(page.locator("#log-info")).to_contain_text("following while it runs")

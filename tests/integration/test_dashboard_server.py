@@ -4,6 +4,7 @@ kinds that are not installed, watches that end or expire, and the ``orchest dash
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -32,6 +33,12 @@ def run(name: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def served(cluster: Cluster) -> AsyncIterator[tuple[str, web.Application]]:
+    async with serving(cluster) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def serving(cluster: Cluster) -> AsyncIterator[tuple[str, web.Application]]:
     configuration, _ = load_configuration(str(cluster.kubeconfig))
     async with ApiClient(configuration) as client:
         app = create_app(client, [NS])
@@ -85,13 +92,20 @@ async def test_pages_share_one_watch_per_kind(cluster: Cluster, served: tuple[st
     assert starts["v1/pods"] == 1 and starts["orchest.io/v1alpha1/pipelines"] == 1
 
 
-async def test_a_kind_that_is_not_installed_is_left_out(served: tuple[str, web.Application]) -> None:
-    url, app = served
+async def test_a_kind_that_is_not_installed_is_left_out(cluster: Cluster) -> None:
+    cluster.emulator.unregister("orchest.io/v1alpha1/pipelinejobs")  # a cluster without PipelineJobs
+    async with serving(cluster) as (url, app):
+        await _without_jobs(url, app)
+
+
+async def _without_jobs(url: str, app: web.Application) -> None:
     dashboard = app[STATE]
     await wait_for(lambda: dashboard.jobs.synced.is_set(), timeout=5)
     assert dashboard.jobs.absent and "pipelinejobs" not in dashboard.kinds
     async with aiohttp.ClientSession() as session, session.get(f"{url}/healthz") as response:
         assert await response.json() == {"ok": True, "problems": []}
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/jobs") as response:
+        assert response.status == 404 and "PipelineJobs are not installed" in await response.text()
 
 
 def _free_port() -> int:
