@@ -106,7 +106,8 @@ RUN_COLUMNS = ("Run", "Namespace", "Pipeline", "Phase", "Progress", "Started", "
 def run_list_row(row: RunRow) -> str:
     job = ""
     if row.job:
-        job = f"{e(row.job)}<div class=params>{e(row.job_parameters)}</div>"
+        link = e(path("jobs", row.namespace, row.job))
+        job = f'<a href="{link}">{e(row.job)}</a><div class=params>{e(row.job_parameters)}</div>'
     return (
         f'<tr id="run-{e(row.key)}" data-key="{e(row.key)}" data-phase="{e(row.phase)}">'
         f'<td><a href="{e(run_url(row.namespace, row.name))}">{e(row.name)}</a></td>'
@@ -158,7 +159,7 @@ def run_summary(detail: RunDetail) -> str:
             ("Rerun of", f'<a href="{e(run_url(row.namespace, row.rerun_of))}">{e(row.rerun_of)}</a>')
         )
     if row.job:
-        items.append(("PipelineJob", e(row.job)))
+        items.append(("PipelineJob", f'<a href="{e(path("jobs", row.namespace, row.job))}">{e(row.job)}</a>'))
     cells = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in items)
     conditions = "".join(
         f"<li><b>{e(kind)}={e(status)}</b> {e(reason)}: {e(message)}</li>"

@@ -326,3 +326,37 @@ async def test_pipelines_follow_their_session_and_runs(
     assert await page.evaluate("window.__pwned") is None
     await browser.shot("pipeline-live")
     assert browser.errors == []
+
+
+async def test_a_sweep_run_by_the_operator(
+    cluster: Cluster, operator, fake_kubelet, dashboard: str, browser: Browser
+) -> None:
+    """The real PipelineJob controller makes a batch of two combinations; the job's page follows them."""
+    await operator(OPERATOR)
+    await fake_kubelet(job_complete_delay=0.05, namespace=TEAM)
+    await cluster.api.create(PIPELINES, pipeline("p", [{"name": "train", "file": "train.py"}]))
+    job = {
+        "metadata": {"name": "grid", "namespace": TEAM},
+        "spec": {"pipelineRef": {"name": "p"}, "matrix": {"lr": [0.3, 0.1]}},
+    }
+    await cluster.api.create(JOBS, job)
+
+    def batch_phase() -> str | None:
+        return ((cluster.peek(JOBS, "grid", TEAM) or {}).get("status") or {}).get("lastBatchPhase")
+
+    page = browser.page
+    await page.goto(f"{dashboard}/jobs")
+    await page.wait_for_selector('tr[data-key="team/grid"]')
+    await page.goto(f"{dashboard}/jobs/team/grid")
+    await page.wait_for_selector("#live.on")
+    await expect(page.locator("#combinations tr")).to_have_count(2, timeout=15_000)
+    await wait_for(lambda: batch_phase() == "Succeeded", timeout=30)
+    await expect(page.locator("#combinations .badge.phase-succeeded")).to_have_count(2, timeout=10_000)
+    values = await page.eval_on_selector_all(
+        "#combinations tr td:nth-child(2)", "cells => cells.map(c => c.textContent)"
+    )
+    assert values == ["0.3", "0.1"]
+    await page.goto(f"{dashboard}/runs")
+    assert await page.locator('#runs td:nth-child(8):has-text("grid")').count() == 2, "each run names its job"
+    await browser.shot("pipelinejob-operator")
+    assert browser.errors == []
