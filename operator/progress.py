@@ -24,6 +24,7 @@ STYLE = {
     StepPhase.SKIPPED: "yellow",
     StepPhase.CANCELLED: "magenta",
     StepPhase.REUSED: "cyan",
+    StepPhase.CACHED: "cyan",
 }
 
 
