@@ -212,7 +212,16 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
     return dag
 
 
-_OBSERVED = ("phase", "attempts", "start_time", "completion_time", "message", "failure", "job_name")
+_OBSERVED = (
+    "phase",
+    "attempts",
+    "start_time",
+    "completion_time",
+    "message",
+    "failure",
+    "job_name",
+    "cached_from",
+)
 """The fields of a step's record that its Job and pods determine, in the order ``_observe`` compares them."""
 _recorded = attrgetter(*_OBSERVED)
 
@@ -256,6 +265,7 @@ def _observe(
                 seen.message,
                 seen.failure,
                 jobs[name].name,
+                seen.cached_from,
             )
             # Most running steps did not change since the last pass: keep their record as it is.
             new = (
@@ -370,6 +380,7 @@ def reconcile(inputs: Inputs) -> Actions:
             parameters=spec.parameters,
             priority=spec.priority,
             options=inputs.options,
+            use_cache=spec.cache,
         )
         actions.create.append(manifest)
         retried = name in inputs.observed.blocked

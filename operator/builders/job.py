@@ -18,6 +18,7 @@ from orchest_operator.builders.common import (
     restricted_container_security,
     restricted_pod_security,
 )
+from orchest_operator.cache.handoff import ENV_CACHE, handoff
 from orchest_operator.models import PipelineSpec, Priority
 
 PROJECT_VOLUME = "project"
@@ -52,8 +53,11 @@ def step_job(
     parameters: dict[str, Any],
     priority: Priority | str,
     options: JobOptions,
+    use_cache: bool = True,
 ) -> dict[str, Any]:
-    """The Job manifest for ``step_name`` of ``run`` (a PipelineRun object with uid)."""
+    """The Job manifest for ``step_name`` of ``run`` (a PipelineRun object with uid). A step that caches
+    gets the recipes of its key in ``$ORCHEST_CACHE``; ``use_cache`` False (the run's ``spec.cache``) makes
+    it run whatever the cache holds."""
     if spec.volume is None:
         raise ValueError("a cluster run needs spec.volume")
     step = spec.step(step_name)
@@ -69,13 +73,24 @@ def step_job(
         # Jupyter and pip write below HOME; the root filesystem is read-only.
         {"name": "HOME", "value": "/tmp"},
     ] + [{"name": e.name, "value": e.value} for e in spec.env_for(step)]
+    image = step.image or spec.image or options.default_image
+    cache = handoff(
+        spec,
+        step.name,
+        pipeline=pipeline_name,
+        overrides=parameters,
+        default_image=options.default_image,
+        lookup=use_cache,
+    )
+    if cache is not None:
+        env.append({"name": ENV_CACHE, "value": cache.wire()})
     mount = {"name": PROJECT_VOLUME, "mountPath": spec.volume.mount_path}
     if spec.volume.sub_path:
         mount["subPath"] = spec.volume.sub_path
     resources = step.resources or spec.resources
     container: dict[str, Any] = {
         "name": "step",
-        "image": step.image or spec.image or options.default_image,
+        "image": image,
         # The module, not the ``orchest`` script: it skips importing kopf and the clients on every step.
         "command": [
             "python",

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchest_operator.models import PipelineSpec
+from orchest_operator.models import PipelineSpec, Step
 
 VERSION = 1
 """Bump when the key's recipe changes: records of another version are foreign, hence misses."""
@@ -78,41 +78,44 @@ class Recipe:
         )
 
 
+def recipe(
+    spec: PipelineSpec, step: Step, overrides: Mapping[str, Any] | None = None, *, default_image: str = ""
+) -> Recipe:
+    """One step's recipe. ``default_image`` is what runs a step that names no image (the operator's step
+    runner image on a cluster; nothing locally, where the step runs in this Python)."""
+    parameters = spec.parameters_for(step, dict(overrides or {}))
+    return Recipe(
+        name=step.name,
+        file=step.file,
+        parameters={k: digest(v) for k, v in sorted(parameters.items())},
+        image=step.image or spec.image or default_image,
+        env={e.name: digest(e.value) for e in sorted(spec.env_for(step), key=lambda e: e.name)},
+        inputs=tuple(step.inputs or ()),
+        outputs=tuple(step.outputs or ()),
+        depends_on=tuple(step.depends_on),
+        cache=spec.caches(step),
+    )
+
+
 def recipes(
     spec: PipelineSpec, overrides: Mapping[str, Any] | None = None, *, default_image: str = ""
 ) -> dict[str, Recipe]:
-    """Every step's recipe. ``default_image`` is what runs a step that names no image (the operator's
-    step runner image on a cluster; nothing locally, where the step runs in this Python)."""
-    out: dict[str, Recipe] = {}
-    for step in spec.steps:
-        parameters = spec.parameters_for(step, dict(overrides or {}))
-        out[step.name] = Recipe(
-            name=step.name,
-            file=step.file,
-            parameters={k: digest(v) for k, v in sorted(parameters.items())},
-            image=step.image or spec.image or default_image,
-            env={e.name: digest(e.value) for e in sorted(spec.env_for(step), key=lambda e: e.name)},
-            inputs=tuple(step.inputs or ()),
-            outputs=tuple(step.outputs or ()),
-            depends_on=tuple(step.depends_on),
-            cache=spec.caches(step),
-        )
-    return out
+    """Every step's recipe."""
+    return {s.name: recipe(spec, s, overrides, default_image=default_image) for s in spec.steps}
 
 
-def closure(all_recipes: Mapping[str, Recipe], name: str) -> dict[str, Recipe]:
+def closure(recipe_of: Callable[[str], Recipe], name: str) -> dict[str, Recipe]:
     """The recipes a step's key needs: its own and, through upstream steps without declared outputs, their
-    upstream's. What the operator hands to a step's pod."""
+    upstream's. What the operator hands to a step's pod; ``recipe_of`` makes (or looks up) one recipe."""
     needed: dict[str, Recipe] = {}
     todo = [name]
     while todo:
         current = todo.pop()
         if current in needed:
             continue
-        recipe = all_recipes[current]
-        needed[current] = recipe
-        if current == name or (recipe.cache and not recipe.outputs):
-            todo.extend(recipe.depends_on)
+        found = needed[current] = recipe_of(current)
+        if current == name or (found.cache and not found.outputs):
+            todo.extend(found.depends_on)
     return needed
 
 
@@ -372,3 +375,19 @@ def judge(
     if isinstance(latest, str):
         return Verdict(False, f"cache record unusable: {latest}", made)
     return Verdict(False, "no earlier execution", made)
+
+
+def hit_message(verdict: Verdict) -> str:
+    """The termination message of a step's pod that found its execution in the cache."""
+    return json.dumps({"message": verdict.reason, "cachedFrom": verdict.cached_from})
+
+
+def read_hit(text: str | None) -> tuple[str, str] | None:
+    """(the run reused, the message) from a succeeded pod's termination message, None when it ran."""
+    try:
+        data = json.loads(text or "")
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("cachedFrom"), str):
+        return None
+    return data["cachedFrom"], str(data.get("message") or "")

@@ -14,7 +14,9 @@ from orchest_operator.cache.key import (
     Unkeyed,
     closure,
     first_difference,
+    hit_message,
     judge,
+    read_hit,
     recipes,
 )
 from orchest_operator.models import PipelineSpec
@@ -127,13 +129,21 @@ def test_an_uncached_upstream_without_outputs_leaves_no_key() -> None:
 
 
 def test_closure_stops_at_declared_outputs() -> None:
-    all_recipes = recipes(spec(train__outputs=["data/*"]))
-    assert set(closure(all_recipes, "report")) == {"report", "train"}
-    assert set(closure(recipes(spec()), "report")) == {"report", "train", "load"}
+    fenced = recipes(spec(train__outputs=["data/*"]))
+    assert set(closure(fenced.__getitem__, "report")) == {"report", "train"}
+    assert set(closure(recipes(spec()).__getitem__, "report")) == {"report", "train", "load"}
 
 
 def record(ingredients: Ingredients, outputs: dict[str, str] | None = None, run: str = "r1") -> Record:
     return Record(ingredients.key, "p", "report", run, "2026-01-01T00:00:00Z", ingredients, outputs or {})
+
+
+def test_a_hit_survives_the_termination_message() -> None:
+    verdict = judge(BASE, record(BASE), None, {})
+    assert read_hit(hit_message(verdict)) == ("r1", verdict.reason)
+    assert read_hit('{"message": "failed", "cell": 2}') is None
+    assert read_hit("Traceback (most recent call last)") is None
+    assert read_hit(None) is None
 
 
 def test_judge_reuses_a_record_whose_outputs_are_intact() -> None:

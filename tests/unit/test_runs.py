@@ -564,3 +564,40 @@ def test_a_status_handed_back_as_a_model_gives_the_same_pass_and_stays_unchanged
         m["metadata"]["name"] for m in from_dict.create
     ]
     assert first.model.model_dump() == kept, "the model handed in is not changed"
+
+
+def test_a_step_found_in_the_cache_is_cached_and_counts_as_done() -> None:
+    world = World(new_run(), pipeline(cache=True))
+    world.step()
+    hit = json.dumps({"message": "same inputs as in run r0", "cachedFrom": "r0"})
+    world.pods.append(pod("a", "Succeeded", hit))
+    world.step()
+    a = world.status.steps["a"]
+    assert (a.phase.value, a.cached_from, a.message) == ("Cached", "r0", "same inputs as in run r0")
+    assert world.created == ["a", "b", "c"], "a Cached step lets its dependents start"
+    assert world.status.progress == "1/4"
+    for step in "bcd":
+        world.pods.append(pod(step, "Succeeded", hit))
+        world.step()
+    assert world.status.phase.value == "Succeeded" and world.status.progress == "4/4"
+    earlier = world.run
+    rerun = World(new_run(rerunOf="r1"))
+    rerun.run["metadata"].update(name="r2", uid="uid-2")
+    rerun.step(earlier=earlier)
+    assert set(rerun.phases().values()) == {"Reused"}, "rerunOf counts Cached steps as done"
+
+
+def test_the_run_hands_each_caching_step_its_recipes() -> None:
+    def cache_env(actions: Actions) -> dict[str, Any]:
+        env = {
+            e["name"]: e["value"]
+            for e in actions.create[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        return json.loads(env["ORCHEST_CACHE"]) if "ORCHEST_CACHE" in env else {}
+
+    assert cache_env(World(new_run()).step()) == {}
+    handed = cache_env(World(new_run(parameters={"x": 1}), pipeline(cache=True)).step())
+    assert (handed["pipeline"], handed["step"], handed["lookup"]) == ("p", "a", True)
+    assert [r["image"] for r in handed["recipes"]] == ["runner:1"]
+    assert list(handed["recipes"][0]["parameters"]) == ["x"]
+    assert cache_env(World(new_run(cache=False), pipeline(cache=True)).step())["lookup"] is False
