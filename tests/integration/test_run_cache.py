@@ -1,0 +1,83 @@
+"""Step caching through the real operator: each "pod" runs the real ``orchest step`` on a directory that
+plays the pipeline's volume, and the operator records a hit as ``Cached`` from the termination message."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_run_operator import OPERATOR, finished, pipeline, run, start, status
+from tests.support.cluster import Cluster
+from tests.support.kubelet import Outcome
+from tests.support.waiting import wait_for
+
+STEPS = [
+    {"name": "make", "file": "make.py", "outputs": ["out/make.txt"]},
+    {"name": "use", "file": "use.py", "dependsOn": ["make"]},
+]
+
+
+@pytest.fixture(autouse=True)
+def _settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHEST_DEFAULT_STEP_IMAGE", "runner:test")
+
+
+def volume_kubelet(volume: Path, started: list[str]):
+    """An outcome policy that runs the pod's container command in ``volume``, with the pod's environment,
+    and hands back its exit code and termination message as a kubelet would."""
+
+    def outcome(job: Mapping[str, Any], pod: Mapping[str, Any]) -> Outcome:
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        termination = volume / f".termination-{pod['metadata']['name']}"
+        env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
+        env["ORCHEST_TERMINATION_LOG"] = str(termination)
+        command = [sys.executable, *container["command"][1:]]
+        done = subprocess.run(command, cwd=volume, env=env, capture_output=True, text=True, timeout=60)
+        started.append(env["ORCHEST_STEP"])
+        message = termination.read_text() if termination.exists() else None
+        return Outcome(succeed=done.returncode == 0, message=message or done.stdout[-2000:], run_time=0)
+
+    return outcome
+
+
+async def test_a_rerun_is_cached_from_the_pods_termination_message(
+    cluster: Cluster, operator, fake_kubelet, tmp_path: Path
+) -> None:
+    (tmp_path / "make.py").write_text(
+        "import pathlib\n"
+        "pathlib.Path('out').mkdir(exist_ok=True)\n"
+        "pathlib.Path('out/make.txt').write_text('1')\n"
+    )
+    (tmp_path / "use.py").write_text("print(open('out/make.txt').read())\n")
+    started: list[str] = []
+    await operator(OPERATOR)
+    await fake_kubelet(job_complete_delay=0.05, outcome=volume_kubelet(tmp_path, started))
+    await start(cluster, pipeline(steps=STEPS, cache=True), run("r1"))
+    assert await wait_for(lambda: finished(cluster, "r1"), timeout=20) == "Succeeded"
+    assert started == ["make", "use"]
+
+    await start(cluster, run("r2"))
+    assert await wait_for(lambda: finished(cluster, "r2"), timeout=20) == "Succeeded"
+    steps = status(cluster, "r2")["steps"]
+    assert {n: (s["phase"], s.get("cachedFrom")) for n, s in steps.items()} == {
+        "make": ("Cached", "r1"),
+        "use": ("Cached", "r1"),
+    }
+    assert steps["use"]["message"] == "same inputs as in run r1"
+    assert status(cluster, "r2")["progress"] == "2/2"
+
+    (tmp_path / "use.py").write_text("print('edited', open('out/make.txt').read())\n")
+    await start(cluster, run("r3"))
+    assert await wait_for(lambda: finished(cluster, "r3"), timeout=20) == "Succeeded"
+    phases = {n: s["phase"] for n, s in status(cluster, "r3")["steps"].items()}
+    assert phases == {"make": "Cached", "use": "Succeeded"}
+
+    await start(cluster, run("r4", cache=False))
+    assert await wait_for(lambda: finished(cluster, "r4"), timeout=20) == "Succeeded"
+    assert {s["phase"] for s in status(cluster, "r4")["steps"].values()} == {"Succeeded"}
