@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
+from orchest_operator.builders.plan import plan_pod
 from orchest_operator.cache.index import CacheError, Index
 from orchest_operator.cache.plan import Planned, plan
 from orchest_operator.cli import CliError
 from orchest_operator.cli.pipeline import add_run_options, run_request
 from orchest_operator.dag import Dag, PlanError
-from orchest_operator.models import PipelineRunSpec
+from orchest_operator.models import PipelineRunSpec, PipelineSpec, RunDocument
 from orchest_operator.pipelinefile import load, schema_problems
+from orchest_operator.settings import Settings
 
 DEFAULT_KEEP_DAYS = 30
 
@@ -31,6 +36,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     planner.add_argument("file", type=Path, metavar="PIPELINE.yaml")
     add_run_options(planner, default_parallelism=0)
     planner.add_argument("--output", choices=["table", "json"], default="table")
+    cluster = planner.add_argument_group("on a cluster")
+    cluster.add_argument(
+        "--cluster",
+        action="store_true",
+        help="FILE is a PipelineRun manifest: plan it from the Pipeline on the cluster and its volume, in "
+        "a short pod (the run options above are taken from the manifest)",
+    )
+    cluster.add_argument(
+        "--image", help="image of the planning pod (default: the pipeline's image, else the step runner's)"
+    )
+    cluster.add_argument(
+        "--default-step-image",
+        help="the operator's default step image, part of the key of steps that name none "
+        "(default: this release's step runner image, as the operator's default)",
+    )
+    cluster.add_argument("--timeout", type=float, default=300, metavar="SECONDS", help="default 300")
+    cluster.add_argument("-n", "--namespace", help="default: the manifest's, else the context's namespace")
+    cluster.add_argument("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config")
     planner.set_defaults(handler=handle_plan)
 
     cache = subparsers.add_parser("cache", help="manage the step cache of a pipeline directory")
@@ -53,6 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle_plan(args: argparse.Namespace) -> int:
+    if args.cluster:
+        return _plan_on_cluster(args)
     loaded = load(args.file)
     if not loaded.ok or loaded.document is None:
         for problem in loaded.problems:
@@ -81,17 +106,74 @@ def handle_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def show(rows: list[Planned], output: str) -> None:
+def show(rows: list[Planned] | list[dict[str, Any]], output: str) -> None:
+    wired = [row.wire() if isinstance(row, Planned) else row for row in rows]
     if output == "json":
-        print(json.dumps({"steps": [row.wire() for row in rows]}, indent=2))
+        print(json.dumps({"steps": wired}, indent=2))
         return
-    width = max((len(row.step) for row in rows), default=4)
-    for row in rows:
-        action = "cached" if row.cached else "run"
-        detail = f"from run {row.cached_from}" if row.cached else row.reason
-        print(f"{row.step:<{width}}  {action:<6}  {detail}".rstrip())
-    reused = sum(row.cached for row in rows)
-    print(f"{len(rows) - reused} to run, {reused} cached")
+    width = max((len(row["step"]) for row in wired), default=4)
+    for row in wired:
+        detail = f"from run {row.get('cachedFrom')}" if row["action"] == "cached" else row["reason"]
+        print(f"{row['step']:<{width}}  {row['action']:<6}  {detail}".rstrip())
+    reused = sum(row["action"] == "cached" for row in wired)
+    print(f"{len(wired) - reused} to run, {reused} cached")
+
+
+def _plan_on_cluster(args: argparse.Namespace) -> int:
+    from orchest_operator.remote import Cluster, RemoteError
+
+    try:
+        data = yaml.safe_load(args.file.read_text(encoding="utf-8"))
+        document = RunDocument.model_validate(data)
+    except FileNotFoundError:
+        raise CliError(f"{args.file}: no such file", 2) from None
+    except (OSError, yaml.YAMLError) as err:
+        raise CliError(f"{args.file}: cannot read it: {err}", 2) from None
+    except ValidationError as err:
+        raise CliError(f"{args.file}: {'; '.join(schema_problems(err, RunDocument))}", 2) from None
+    request = document.spec
+    try:
+        cluster = Cluster.connect(args.namespace or document.metadata.namespace, args.kubeconfig)
+        pipeline = cluster.get("pipelines", request.pipeline_ref.name)
+        try:
+            spec = PipelineSpec.model_validate(pipeline.get("spec") or {})
+        except ValidationError as err:
+            raise CliError(f"pipeline {request.pipeline_ref.name!r} is invalid: {err}") from None
+        if spec.volume is None:
+            raise CliError(f"pipeline {request.pipeline_ref.name!r} has no spec.volume to plan from", 2)
+        try:
+            Dag.of(spec).select(request.selection.mode, request.selection.steps)
+        except PlanError as err:
+            raise CliError(f"{args.file}: {'; '.join(err.problems)}", 2) from None
+        runner = Settings().step_runner_image
+        manifest = plan_pod(
+            name=f"orchest-plan-{secrets.token_hex(4)}",
+            namespace=cluster.namespace,
+            spec=spec,
+            request=request,
+            image=args.image or spec.image or runner,
+            default_image=args.default_step_image or runner,
+        )
+        phase, log = cluster.run_pod(manifest, args.timeout)
+    except RemoteError as err:
+        raise CliError(str(err)) from None
+    answer = _last_json(log)
+    if phase != "Succeeded" or answer is None or "steps" not in answer:
+        why = (answer or {}).get("error") or log.strip()[-500:] or f"the planning pod {phase}"
+        raise CliError(f"planning on the cluster failed: {why}")
+    show(answer["steps"], args.output)
+    return 0
+
+
+def _last_json(log: str) -> dict[str, Any] | None:
+    for line in reversed(log.splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
 
 
 def handle_prune(args: argparse.Namespace) -> int:

@@ -3,7 +3,10 @@ plays the pipeline's volume, and the operator records a hit as ``Cached`` from t
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -11,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.integration.test_run_operator import OPERATOR, finished, pipeline, run, start, status
+from tests.integration.test_run_operator import NS, OPERATOR, finished, pipeline, run, start, status
 from tests.support.cluster import Cluster
 from tests.support.kubelet import Outcome
 from tests.support.waiting import wait_for
@@ -81,3 +85,80 @@ async def test_a_rerun_is_cached_from_the_pods_termination_message(
     await start(cluster, run("r4", cache=False))
     assert await wait_for(lambda: finished(cluster, "r4"), timeout=20) == "Succeeded"
     assert {s["phase"] for s in status(cluster, "r4")["steps"].values()} == {"Succeeded"}
+
+
+async def test_plan_on_the_cluster_answers_through_a_short_pod(
+    cluster: Cluster, operator, fake_kubelet, tmp_path: Path
+) -> None:
+    """``orchest plan --cluster RUN.yaml``: the CLI starts a pod that mounts the volume; here a small
+    stand-in kubelet runs that pod's command on the directory playing the volume and serves its log."""
+    from tests.integration.test_cli_cluster import orchest
+
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "make.py").write_text(
+        "import pathlib\n"
+        "pathlib.Path('out').mkdir(exist_ok=True)\n"
+        "pathlib.Path('out/make.txt').write_text('1')\n"
+    )
+    (volume / "use.py").write_text("print(open('out/make.txt').read())\n")
+    started: list[str] = []
+    await operator(OPERATOR)
+    await fake_kubelet(job_complete_delay=0.05, outcome=volume_kubelet(volume, started))
+    spec = pipeline(steps=STEPS, cache=True)["spec"]
+    await start(
+        cluster, {**pipeline(steps=STEPS, cache=True), "spec": {**spec, "image": "runner:test"}}, run("r1")
+    )
+    assert await wait_for(lambda: finished(cluster, "r1"), timeout=20) == "Succeeded"
+
+    logs: dict[str, str] = {}
+
+    def log_of(request: Any) -> str:
+        return logs.get(str(request.url.path).split("/")[-2], "")
+
+    cluster.emulator["get", re.compile(r".*/pods/orchest-plan-[0-9a-f]+/log")] << log_of
+
+    async def pod_kubelet() -> None:
+        done: set[str] = set()
+        while True:
+            for pod in cluster.peek_all("v1/pods", NS):
+                name = pod["metadata"]["name"]
+                if not name.startswith("orchest-plan-") or name in done:
+                    continue
+                done.add(name)
+                container = pod["spec"]["containers"][0]
+                assert container["volumeMounts"][0]["readOnly"] is True
+                env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
+                command = [sys.executable, *container["command"][1:]]
+                ran = await asyncio.to_thread(
+                    subprocess.run, command, cwd=volume, env=env, capture_output=True, text=True
+                )
+                logs[name] = ran.stdout + ran.stderr
+                phase = "Succeeded" if ran.returncode == 0 else "Failed"
+                await cluster.api.patch_status("v1/pods", name, {"phase": phase}, NS)
+            await asyncio.sleep(0.02)
+
+    stand_in = asyncio.create_task(pod_kubelet())
+    try:
+        manifest = tmp_path / "run.yaml"
+        manifest.write_text(yaml.safe_dump(run("r2")))
+        planned = await orchest("plan", "--cluster", str(manifest), "-n", NS, "--timeout", "15")
+        assert planned.code == 0, planned.err
+        assert planned.out.splitlines() == [
+            "make  cached  from run r1",
+            "use   cached  from run r1",
+            "0 to run, 2 cached",
+        ]
+        (volume / "use.py").write_text("print('edited')\n")
+        edited = tmp_path / "edited.yaml"
+        edited.write_text(yaml.safe_dump(run("r3", parameters={"x": 1})))
+        planned = await orchest("plan", "--cluster", str(edited), "-n", NS, "--output", "json")
+        rows = {r["step"]: (r["action"], r["reason"]) for r in json.loads(planned.out)["steps"]}
+        assert rows == {"make": ("run", "parameter x added"), "use": ("run", "use.py changed")}
+    finally:
+        stand_in.cancel()
+    assert not [
+        p for p in cluster.peek_all("v1/pods", NS) if p["metadata"]["name"].startswith("orchest-plan-")
+    ]
+    missing = await orchest("plan", "--cluster", str(tmp_path / "nope.yaml"))
+    assert missing.code == 2 and missing.err.strip().endswith("no such file")

@@ -157,3 +157,23 @@ def test_pipeline_without_volume_is_refused() -> None:
             priority="Background",
             options=JobOptions(default_image="x"),
         )
+
+
+def test_the_planning_pod_is_valid_restricted_and_reads_the_volume_only() -> None:
+    from orchest_operator.builders.plan import plan_pod
+    from orchest_operator.models import PipelineRunSpec
+
+    request = PipelineRunSpec.model_validate({"pipelineRef": {"name": "p"}, "parameters": {"a": 1}})
+    pod = plan_pod(
+        name="orchest-plan-1", namespace="ns", spec=SPEC, request=request, image="i", default_image="d"
+    )
+    kubernetes_validate.validate(pod, "1.31.0", strict=True)
+    spec = pod["spec"]
+    assert spec["automountServiceAccountToken"] is False and spec["securityContext"]["runAsNonRoot"] is True
+    container = spec["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["volumeMounts"][0]["readOnly"] is True
+    assert container["workingDir"] == SPEC.volume.mount_path  # type: ignore[union-attr]
+    from orchest_operator.podsecurity import restricted_violations
+
+    assert restricted_violations(pod) == []
