@@ -444,6 +444,19 @@ class RunSnapshot(Model):
     """Steps reused from the run named in `rerunOf`."""
 
 
+class CachePlan(Model):
+    """The run's planning pod: before any step starts, it looks every step up in the cache on the volume,
+    so that steps found there cost no pod of their own."""
+
+    phase: StepPhase = StepPhase.RUNNING
+    """Running, then Succeeded (its answer is in the steps' phases) or Failed (every step then asks the
+    cache in its own pod)."""
+    job_name: str | None = None
+    """The planning pod's Job."""
+    message: str | None = None
+    """What it found, or why it failed."""
+
+
 class PipelineRunStatus(Model):
     """What the run did so far, as the operator observed it."""
 
@@ -463,6 +476,8 @@ class PipelineRunStatus(Model):
     """The spec generation this status was computed from."""
     snapshot: RunSnapshot | None = None
     """What the run executes, frozen when it was first seen."""
+    cache_plan: CachePlan | None = None
+    """The run's planning pod, when steps of the run use the cache."""
 
 
 class RunDocument(Model):

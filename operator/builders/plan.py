@@ -1,21 +1,62 @@
-"""The short pod of ``orchest plan --cluster``: the planner in the step runner's image, with the
-pipeline's volume mounted where steps see it, and no service account token (it only reads files)."""
+"""The planning pods: the short pod of ``orchest plan --cluster`` and the Job that plans a run before its
+steps start (``cache.runplan``). Both run the planner in the step runner's image with the pipeline's
+volume mounted read-only where steps see it, and no service account token (they only read files)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from orchest_operator import naming
 from orchest_operator.builders.common import (
     managed_labels,
+    owner_reference,
     restricted_container_security,
     restricted_pod_security,
 )
-from orchest_operator.builders.job import PROJECT_VOLUME, SCRATCH_VOLUME
+from orchest_operator.builders.job import PROJECT_VOLUME, SCRATCH_VOLUME, JobOptions, step_labels
+from orchest_operator.cache.runplan import PLAN_STEP
 from orchest_operator.models import PipelineRunSpec, PipelineSpec
 
 PLAN_DEADLINE_SECONDS = 600
+HANDOFF_LIMIT = 100_000
+"""Bytes of pipeline handed over in one environment variable (Linux takes at most 128 KiB per string)."""
 LABEL_PLAN = "orchest.io/plan"
+
+
+def _pod_spec(
+    spec: PipelineSpec, request: PipelineRunSpec, image: str, default_image: str, run_as_user: int, *args: str
+) -> dict[str, Any] | None:
+    if spec.volume is None:
+        raise ValueError("a cluster plan needs spec.volume")
+    mount: dict[str, Any] = {"name": PROJECT_VOLUME, "mountPath": spec.volume.mount_path, "readOnly": True}
+    if spec.volume.sub_path:
+        mount["subPath"] = spec.volume.sub_path
+    handed = json.dumps({"spec": spec.wire(), "request": request.wire(), "defaultImage": default_image})
+    if len(handed) > HANDOFF_LIMIT:
+        return None
+    container = {
+        "name": "plan",
+        "image": image,
+        "command": ["python", "-m", "orchest_operator.cli.plan_pod", *args],
+        "workingDir": spec.volume.mount_path,
+        "env": [{"name": "ORCHEST_PLAN", "value": handed}, {"name": "HOME", "value": "/tmp"}],
+        "volumeMounts": [mount, {"name": SCRATCH_VOLUME, "mountPath": "/tmp"}],
+        "securityContext": restricted_container_security(),
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+    }
+    return {
+        "restartPolicy": "Never",
+        "activeDeadlineSeconds": PLAN_DEADLINE_SECONDS,
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": restricted_pod_security(run_as_user),
+        "containers": [container],
+        "volumes": [
+            {"name": PROJECT_VOLUME, "persistentVolumeClaim": {"claimName": spec.volume.claim_name}},
+            {"name": SCRATCH_VOLUME, "emptyDir": {}},
+        ],
+    }
 
 
 def plan_pod(
@@ -28,40 +69,52 @@ def plan_pod(
     default_image: str,
     run_as_user: int = 1000,
 ) -> dict[str, Any]:
-    if spec.volume is None:
-        raise ValueError("a cluster plan needs spec.volume")
-    mount: dict[str, Any] = {"name": PROJECT_VOLUME, "mountPath": spec.volume.mount_path, "readOnly": True}
-    if spec.volume.sub_path:
-        mount["subPath"] = spec.volume.sub_path
-    handed = {"spec": spec.wire(), "request": request.wire(), "defaultImage": default_image}
-    container = {
-        "name": "plan",
-        "image": image,
-        "command": ["python", "-m", "orchest_operator.cli.plan_pod"],
-        "workingDir": spec.volume.mount_path,
-        "env": [{"name": "ORCHEST_PLAN", "value": json.dumps(handed)}, {"name": "HOME", "value": "/tmp"}],
-        "volumeMounts": [mount, {"name": SCRATCH_VOLUME, "mountPath": "/tmp"}],
-        "securityContext": restricted_container_security(),
-        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
-    }
+    """The pod of ``orchest plan --cluster``: it prints the plan as JSON in its log."""
+    pod_spec = _pod_spec(spec, request, image, default_image, run_as_user)
+    if pod_spec is None:
+        raise ValueError(f"the pipeline is too large to hand to a pod (over {HANDOFF_LIMIT} bytes)")
+    labels = managed_labels(**{LABEL_PLAN: naming.label_value(request.pipeline_ref.name)})
     return {
         "apiVersion": "v1",
         "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": pod_spec,
+    }
+
+
+def plan_job(
+    *, run: dict[str, Any], spec: PipelineSpec, request: PipelineRunSpec, options: JobOptions
+) -> dict[str, Any] | None:
+    """The Job that plans ``run`` before its steps start; it leaves the steps found in the cache in its
+    termination message. None when the pipeline is too large to hand over: the steps then ask the cache
+    in their own pods."""
+    pod_spec = _pod_spec(
+        spec,
+        request,
+        options.default_image,
+        options.default_image,
+        options.run_as_user,
+        "--termination-message",
+    )
+    if pod_spec is None:
+        return None
+    run_name = run["metadata"]["name"]
+    labels = step_labels(request.pipeline_ref.name, run_name, PLAN_STEP)
+    annotations = {naming.ANNOTATION_RUN: run_name}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
         "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": managed_labels(**{LABEL_PLAN: request.pipeline_ref.name}),
+            "name": naming.job_name(run_name, PLAN_STEP),
+            "namespace": run["metadata"]["namespace"],
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(run)],
         },
         "spec": {
-            "restartPolicy": "Never",
-            "activeDeadlineSeconds": PLAN_DEADLINE_SECONDS,
-            "enableServiceLinks": False,
-            "automountServiceAccountToken": False,
-            "securityContext": restricted_pod_security(run_as_user),
-            "containers": [container],
-            "volumes": [
-                {"name": PROJECT_VOLUME, "persistentVolumeClaim": {"claimName": spec.volume.claim_name}},
-                {"name": SCRATCH_VOLUME, "emptyDir": {}},
-            ],
+            "backoffLimit": 0,
+            "completions": 1,
+            "parallelism": 1,
+            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
         },
     }

@@ -2,7 +2,8 @@
 
 It reads the pipeline, the run's options and the image steps get by default from ``$ORCHEST_PLAN``, plans
 in the current directory (the pipeline's volume) and prints the plan as JSON on stdout, where the CLI
-reads it back from the pod's log. It never runs a step.
+reads it back from the pod's log. With ``--termination-message`` (the operator's planning Job of a run) it
+also leaves the steps found in the cache in the termination log (``cache.runplan``). It never runs a step.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from pathlib import Path
 
 from orchest_operator.cache.index import CacheError
 from orchest_operator.cache.plan import plan
+from orchest_operator.cache.runplan import encode
+from orchest_operator.cli.step import DEFAULT_TERMINATION_LOG, ENV_TERMINATION_LOG
 from orchest_operator.dag import Dag, PlanError
 from orchest_operator.models import PipelineRunSpec, PipelineSpec
 
 ENV_PLAN = "ORCHEST_PLAN"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    termination = "--termination-message" in (sys.argv[1:] if argv is None else argv)
     try:
         data = json.loads(os.environ.get(ENV_PLAN) or "")
         spec = PipelineSpec.model_validate(data["spec"])
@@ -39,6 +43,10 @@ def main() -> int:
         print(json.dumps({"error": str(err)}))
         return 1
     print(json.dumps({"steps": [row.wire() for row in rows]}))
+    if termination:
+        cached = {row.step: row.cached_from for row in rows if row.cached and row.cached_from}
+        path = Path(os.environ.get(ENV_TERMINATION_LOG, DEFAULT_TERMINATION_LOG))
+        path.write_text(encode(selected, cached), encoding="utf-8")
     return 0
 
 

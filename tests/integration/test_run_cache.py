@@ -43,7 +43,7 @@ def volume_kubelet(volume: Path, started: list[str]):
         env["ORCHEST_TERMINATION_LOG"] = str(termination)
         command = [sys.executable, *container["command"][1:]]
         done = subprocess.run(command, cwd=volume, env=env, capture_output=True, text=True, timeout=60)
-        started.append(env["ORCHEST_STEP"])
+        started.append(env.get("ORCHEST_STEP", "plan"))
         message = termination.read_text() if termination.exists() else None
         return Outcome(succeed=done.returncode == 0, message=message or done.stdout[-2000:], run_time=0)
 
@@ -61,13 +61,16 @@ async def test_a_rerun_is_cached_from_the_pods_termination_message(
     (tmp_path / "use.py").write_text("print(open('out/make.txt').read())\n")
     started: list[str] = []
     await operator(OPERATOR)
-    await fake_kubelet(job_complete_delay=0.05, outcome=volume_kubelet(tmp_path, started))
+    kubelet = await fake_kubelet(job_complete_delay=0.05, outcome=volume_kubelet(tmp_path, started))
     await start(cluster, pipeline(steps=STEPS, cache=True), run("r1"))
     assert await wait_for(lambda: finished(cluster, "r1"), timeout=20) == "Succeeded"
-    assert started == ["make", "use"]
+    assert started == ["plan", "make", "use"]
+    assert status(cluster, "r1")["cachePlan"]["message"] == "0 of 2 step(s) found in the cache"
 
+    # The planning pod finds both steps: neither gets a pod of its own.
     await start(cluster, run("r2"))
     assert await wait_for(lambda: finished(cluster, "r2"), timeout=20) == "Succeeded"
+    assert started == ["plan", "make", "use", "plan"]
     steps = status(cluster, "r2")["steps"]
     assert {n: (s["phase"], s.get("cachedFrom")) for n, s in steps.items()} == {
         "make": ("Cached", "r1"),
@@ -81,6 +84,27 @@ async def test_a_rerun_is_cached_from_the_pods_termination_message(
     assert await wait_for(lambda: finished(cluster, "r3"), timeout=20) == "Succeeded"
     phases = {n: s["phase"] for n, s in status(cluster, "r3")["steps"].items()}
     assert phases == {"make": "Cached", "use": "Succeeded"}
+    assert started[-2:] == ["plan", "use"]
+
+    # Without the planning pod's answer, each step's own pod finds it in the cache.
+    started.clear()
+    original = volume_kubelet(tmp_path, started)
+
+    def no_plan(job: Mapping[str, Any], pod: Mapping[str, Any]) -> Outcome:
+        if "ORCHEST_STEP" not in {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}:
+            return Outcome(succeed=False, message="planning is broken here")
+        return original(job, pod)
+
+    kubelet.outcome = no_plan
+    await start(cluster, run("r3b"))
+    assert await wait_for(lambda: finished(cluster, "r3b"), timeout=20) == "Succeeded"
+    assert started == ["make", "use"]
+    steps = status(cluster, "r3b")["steps"]
+    assert {n: (s["phase"], s.get("cachedFrom")) for n, s in steps.items()} == {
+        "make": ("Cached", "r1"),
+        "use": ("Cached", "r3"),
+    }
+    assert status(cluster, "r3b")["cachePlan"]["phase"] == "Failed"
 
     await start(cluster, run("r4", cache=False))
     assert await wait_for(lambda: finished(cluster, "r4"), timeout=20) == "Succeeded"

@@ -173,3 +173,20 @@ def test_a_record_round_trips_and_a_forged_one_is_refused() -> None:
         Record.of_wire({**good.wire(), "ingredients": {"file": "x"}})
     with pytest.raises(ValueError):
         Record.of_wire([1, 2])
+
+
+def test_the_planning_pods_answer_fits_a_termination_message() -> None:
+    from orchest_operator.cache.runplan import LIMIT, decode, encode
+
+    selected = [f"step-{i:04d}-{'x' * 30}" for i in range(1000)]
+    cached = {name: f"run-{i % 7}" for i, name in enumerate(selected) if i % 3}
+    text = encode(selected, cached)
+    assert len(text.encode()) <= LIMIT
+    assert decode(text, selected) == cached
+    # Runs with long names: those that do not fit are left out, their steps ask in their own pods.
+    long = {name: f"{'r' * 250}-{i % 40}" for i, name in enumerate(selected)}
+    kept = decode(encode(selected, long), selected)
+    assert kept and len(encode(selected, long).encode()) <= LIMIT
+    assert all(long[name] == run for name, run in kept.items()) and len(kept) < len(long)
+    assert decode("Traceback", selected) is None
+    assert decode(encode(selected[:3], {}), selected) is None
