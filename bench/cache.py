@@ -31,6 +31,7 @@ from bench.workloads import PIPELINES, RUNS, pipeline, run
 from orchest_operator.cache.handoff import handoff
 from orchest_operator.cache.index import key_maker, remember
 from orchest_operator.cache.key import Ingredients, recipes
+from orchest_operator.cache.runplan import encode
 from orchest_operator.models import PipelineSpec
 from tests.support.kubelet import FakeKubelet, Outcome
 from tests.support.notebooks import write_notebook, write_pipeline
@@ -133,24 +134,36 @@ async def _operator_run(
     return recorder.run_phase[(tag, "Succeeded")] - began
 
 
-async def bench_cache(arena: Arena, n: int, job_complete_delay: float) -> Result:
-    result = Result("cache", {"notebooks": n, "job_complete_delay_s": job_complete_delay})
+def _env(job: dict[str, Any]) -> dict[str, str]:
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container.get("env", [])}
+
+
+async def bench_cache(arena: Arena, n: int, job_complete_delay: float, pod_seconds: float = 0.2) -> Result:
+    result = Result(
+        "cache", {"notebooks": n, "job_complete_delay_s": job_complete_delay, "pod_seconds": pod_seconds}
+    )
     local = await asyncio.to_thread(_local, n)
     pod = await asyncio.to_thread(_step_runner, n)
     hit = json.dumps({"message": "same inputs as in run seed", "cachedFrom": "seed"})
+    mode = {"plan": "all"}
 
     def outcome(job: dict[str, Any], pod: dict[str, Any]) -> Outcome:
-        cached = "ORCHEST_CACHE" in {
-            e["name"] for e in job["spec"]["template"]["spec"]["containers"][0].get("env", [])
-        }
-        return Outcome(message=hit if cached else None)
+        env = _env(job)
+        if "ORCHEST_PLAN" in env:  # the run's planning pod
+            if mode["plan"] == "broken":
+                return Outcome(succeed=False, message="planning off for this measurement", run_time=0.0)
+            names = [s["name"] for s in json.loads(env["ORCHEST_PLAN"])["spec"]["steps"]]
+            found = {name: "seed" for name in names} if mode["plan"] == "all" else {}
+            return Outcome(message=encode(names, found), run_time=pod_seconds)
+        return Outcome(message=hit if "ORCHEST_CACHE" in env else None, run_time=pod_seconds)
 
     operator: dict[str, float] = {}
     if arena.fake_kubelet:
         kubelet = FakeKubelet(
             arena.client("kubelet"),
             namespace=arena.namespace,
-            run_time=0.0,
+            run_time=pod_seconds,
             job_complete_delay=job_complete_delay,
             outcome=outcome,
         )
@@ -158,25 +171,46 @@ async def bench_cache(arena: Arena, n: int, job_complete_delay: float) -> Result
         try:
             async with Recorder(arena.client("recorder"), arena.namespace) as recorder:
                 steps = [{**s, "file": "x.py"} for s in _chain(n)]
-                operator["one_trivial_step_s"] = await _operator_run(arena, recorder, "one", steps[:1])
+                one = steps[:1]
+                operator["one_trivial_step_s"] = await _operator_run(arena, recorder, "one", one)
                 operator["all_cached_s"] = await _operator_run(arena, recorder, "cached", steps, cache=True)
-                operator["one_trivial_step_again_s"] = await _operator_run(
-                    arena, recorder, "one-b", steps[:1]
+                mode["plan"] = "broken"
+                operator["all_cached_pod_per_step_s"] = await _operator_run(
+                    arena, recorder, "per-step", steps, cache=True
                 )
+                mode["plan"] = "none"
+                operator["one_step_planned_miss_s"] = await _operator_run(
+                    arena, recorder, "miss", one, cache=True
+                )
+                operator["one_trivial_step_again_s"] = await _operator_run(arena, recorder, "one-b", one)
         finally:
             await kubelet.stop()
     result.measurements = {"local": local, "operator": operator, "step_runner": pod}
     result.ratios += [
         Ratio("local.all_cached/one_step", "local.all_cached_s", "local.one_trivial_step_s"),
         Ratio("operator.all_cached/one_step", "operator.all_cached_s", "operator.one_trivial_step_s"),
+        Ratio(
+            "operator.pod_per_step/one_step",
+            "operator.all_cached_pod_per_step_s",
+            "operator.one_trivial_step_s",
+        ),
+        Ratio(
+            "operator.planned_miss/one_step",
+            "operator.one_step_planned_miss_s",
+            "operator.one_trivial_step_s",
+        ),
         Ratio("step_runner.hit/trivial_script", "step_runner.hit_s", "step_runner.trivial_script_s"),
     ]
     result.notes += [
         f"local: `orchest run` (a process) of {n} chained notebooks, every one in the cache, against "
         "`orchest run` of one trivial notebook without cache; the better of two interleaved runs each",
-        "operator: run created -> run seen Succeeded; every step's pod (fake kubelet, no run time) reports "
-        "the hit termination message the step runner writes; baseline: a one-step run with no cache, "
-        "timed before and after (one_trivial_step_again_s)",
+        f"operator: run created -> run seen Succeeded on the emulator; every pod (fake kubelet) takes "
+        f"{pod_seconds} s, standing for a real pod's scheduling and start; all_cached: the run's planning "
+        "pod finds every step (the design kept); all_cached_pod_per_step: the planning pod fails at once and "
+        "every step's own pod reports the hit (the design of one short pod per hit)",
+        "operator.planned_miss: a one-step caching run whose planning pod finds nothing: what planning adds "
+        "to a run that reuses nothing (one pod before the first step)",
+        "baseline: a one-step run with no cache, timed first and last (one_trivial_step_again_s)",
         f"step_runner: `orchest step` answering a hit for the last step of the chain (its key hashes all "
         f"{n} notebooks) against `orchest step` of a one-line script; the best of three",
         "the index is filled as successful executions would fill it, without running the notebooks",
