@@ -65,7 +65,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     return loaded
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(150)
 def test_every_benchmark_writes_its_json(results: dict[str, dict[str, Any]]) -> None:
     assert set(results) == set(NAMES)
     for name, data in results.items():
