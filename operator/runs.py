@@ -306,7 +306,11 @@ def _plan_first(
         if not wants_plan(status.snapshot.pipeline, pending, spec.cache):
             return None
         manifest = plan_job(
-            run=inputs.run, spec=status.snapshot.pipeline, request=spec, options=inputs.options
+            run=inputs.run,
+            spec=status.snapshot.pipeline,
+            request=spec,
+            options=inputs.options,
+            selected=status.snapshot.selected,
         )
         if manifest is None:
             status.cache_plan = CachePlan(

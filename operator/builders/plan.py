@@ -25,14 +25,23 @@ LABEL_PLAN = "orchest.io/plan"
 
 
 def _pod_spec(
-    spec: PipelineSpec, request: PipelineRunSpec, image: str, default_image: str, run_as_user: int, *args: str
+    spec: PipelineSpec,
+    request: PipelineRunSpec,
+    image: str,
+    default_image: str,
+    run_as_user: int,
+    *args: str,
+    selected: list[str] | None = None,
 ) -> dict[str, Any] | None:
     if spec.volume is None:
         raise ValueError("a cluster plan needs spec.volume")
     mount: dict[str, Any] = {"name": PROJECT_VOLUME, "mountPath": spec.volume.mount_path, "readOnly": True}
     if spec.volume.sub_path:
         mount["subPath"] = spec.volume.sub_path
-    handed = json.dumps({"spec": spec.wire(), "request": request.wire(), "defaultImage": default_image})
+    handoff: dict[str, Any] = {"spec": spec.wire(), "request": request.wire(), "defaultImage": default_image}
+    if selected is not None:
+        handoff["selected"] = selected
+    handed = json.dumps(handoff)
     if len(handed) > HANDOFF_LIMIT:
         return None
     container = {
@@ -83,11 +92,17 @@ def plan_pod(
 
 
 def plan_job(
-    *, run: dict[str, Any], spec: PipelineSpec, request: PipelineRunSpec, options: JobOptions
+    *,
+    run: dict[str, Any],
+    spec: PipelineSpec,
+    request: PipelineRunSpec,
+    options: JobOptions,
+    selected: list[str] | None = None,
 ) -> dict[str, Any] | None:
     """The Job that plans ``run`` before its steps start; it leaves the steps found in the cache in its
-    termination message. None when the pipeline is too large to hand over: the steps then ask the cache
-    in their own pods."""
+    termination message, by their position in ``selected`` (the run's snapshot: a rerun's differs from
+    what its selection gives). None when the pipeline is too large to hand over: the steps then ask the
+    cache in their own pods."""
     pod_spec = _pod_spec(
         spec,
         request,
@@ -95,6 +110,7 @@ def plan_job(
         options.default_image,
         options.run_as_user,
         "--termination-message",
+        selected=selected,
     )
     if pod_spec is None:
         return None

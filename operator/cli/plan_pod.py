@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(os.environ.get(ENV_PLAN) or "")
         spec = PipelineSpec.model_validate(data["spec"])
         request = PipelineRunSpec.model_validate(data["request"])
-        selected = Dag.of(spec).select(request.selection.mode, request.selection.steps)
+        selected = [str(n) for n in data.get("selected") or ()] or Dag.of(spec).select(
+            request.selection.mode, request.selection.steps
+        )
         rows = plan(
             Path.cwd(),
             spec,

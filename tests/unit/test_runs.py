@@ -570,7 +570,7 @@ def test_a_status_handed_back_as_a_model_gives_the_same_pass_and_stays_unchanged
 def answer(world: World, cached: dict[str, str]) -> None:
     """The planning pod's termination message, as ``orchest step``'s planner writes it."""
     selected = world.status.snapshot.selected  # type: ignore[union-attr]
-    world.pods.append(pod(PLAN_STEP, "Succeeded", encode(selected, cached)))
+    world.pods.append(pod(PLAN_STEP, "Succeeded", encode(selected, cached), run=world.name))
 
 
 def test_a_caching_run_is_planned_first_and_found_steps_cost_no_pod() -> None:
@@ -654,3 +654,24 @@ def test_the_run_hands_each_caching_step_its_recipes() -> None:
     assert [r["image"] for r in handed["recipes"]] == ["runner:1"]
     assert list(handed["recipes"][0]["parameters"]) == ["x"]
     assert cache_env(World(new_run(cache=False), pipeline(cache=True)).step())["lookup"] is False
+
+
+def test_a_rerun_is_planned_over_its_own_selection() -> None:
+    world = World(new_run(), pipeline(cache=True))
+    world.step()
+    answer(world, {})
+    world.step()
+    world.succeed("a")
+    world.step()
+    world.succeed("b")
+    world.fail("c")
+    world.step()
+    earlier = world.run
+    rerun = World(new_run(rerunOf="r1"), pipeline(cache=True))
+    rerun.run["metadata"].update(name="r2", uid="uid-2")
+    first = rerun.step(earlier=earlier)
+    env = {e["name"]: e["value"] for e in first.create[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env["ORCHEST_PLAN"])["selected"] == ["a", "b", "c", "d"]
+    answer(rerun, {"c": "r0"})
+    rerun.step(earlier=earlier)
+    assert rerun.phases() == {"a": "Reused", "b": "Reused", "c": "Cached", "d": "Running"}
