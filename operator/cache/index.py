@@ -181,9 +181,10 @@ def key_maker(base: Path, recipes: Mapping[str, Recipe]) -> KeyMaker:
     return KeyMaker(recipes=recipes, probe=directory.probe, expand=directory.expand)
 
 
-def decide(base: Path, maker: KeyMaker, pipeline: str, step: str) -> Verdict:
+def decide(base: Path, maker: KeyMaker, pipeline: str, step: str, *, use: bool = True) -> Verdict:
     """Run or reuse ``step`` now, from the pipeline directory and the index: what the local runner asks
-    before starting a step and what ``orchest step`` asks in a step's pod. Raises ``CacheError``."""
+    before starting a step and what ``orchest step`` asks in a step's pod. ``use`` marks a record reused
+    as used now (``prune`` keeps it); a plan only looks. Raises ``CacheError``."""
     if not maker.recipes[step].cache:
         return Verdict(False, "caching is off for this step")
     made = maker.ingredients(step)
@@ -195,7 +196,7 @@ def decide(base: Path, maker: KeyMaker, pipeline: str, step: str) -> Verdict:
     latest = index.latest(pipeline, step) if not isinstance(exact, Record) else None
     outputs = {p: directory.probe(p) for p in exact.outputs} if isinstance(exact, Record) else {}
     verdict = judge(made, exact, latest, outputs)
-    if verdict.cached:
+    if verdict.cached and use:
         index.touch(made.key)
     return verdict
 

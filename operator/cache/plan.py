@@ -59,7 +59,7 @@ def plan(
             planned = Planned(name, False, "caching is off for this step")
         else:
             waits_for = [d for d in dag.upstream(name) if d in will_run]
-            verdict = decide(base, maker, pipeline, name)
+            verdict = decide(base, maker, pipeline, name, use=False)
             if waits_for and verdict.ingredients is not None:
                 latest = index.latest(pipeline, name)
                 own = _own(latest, verdict.ingredients)

@@ -20,7 +20,7 @@ from orchest_operator.cli.pipeline import add_run_options, run_request
 from orchest_operator.dag import Dag, PlanError
 from orchest_operator.models import PipelineRunSpec, PipelineSpec, RunDocument
 from orchest_operator.pipelinefile import load, schema_problems
-from orchest_operator.settings import Settings
+from orchest_operator.settings import Settings, SettingsError
 
 DEFAULT_KEEP_DAYS = 30
 
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cluster.add_argument(
         "--default-step-image",
         help="the operator's default step image, part of the key of steps that name none "
-        "(default: this release's step runner image, as the operator's default)",
+        "(default: $ORCHEST_DEFAULT_STEP_IMAGE, else this release's step runner image, as the operator's)",
     )
     cluster.add_argument("--timeout", type=float, default=300, metavar="SECONDS", help="default 300")
     cluster.add_argument("-n", "--namespace", help="default: the manifest's, else the context's namespace")
@@ -145,14 +145,17 @@ def _plan_on_cluster(args: argparse.Namespace) -> int:
             Dag.of(spec).select(request.selection.mode, request.selection.steps)
         except PlanError as err:
             raise CliError(f"{args.file}: {'; '.join(err.problems)}", 2) from None
-        runner = Settings().step_runner_image
+        try:
+            settings = Settings.from_env()
+        except SettingsError as err:
+            raise CliError(str(err), 2) from None
         manifest = plan_pod(
             name=f"orchest-plan-{secrets.token_hex(4)}",
             namespace=cluster.namespace,
             spec=spec,
             request=request,
-            image=args.image or spec.image or runner,
-            default_image=args.default_step_image or runner,
+            image=args.image or spec.image or settings.default_step_image,
+            default_image=args.default_step_image or settings.default_step_image,
         )
         phase, log = cluster.run_pod(manifest, args.timeout)
     except RemoteError as err:

@@ -117,3 +117,15 @@ def test_prune_keeps_recent_records_and_drops_old_and_corrupt_ones(base: Path) -
     deleted, kept = Index(base).prune(keep_days=30)
     assert deleted == 2 and kept == 3  # use's record, and both latest copies
     assert not (records / f"{old.key}.json").exists()
+
+
+def test_planning_looks_without_marking_records_used(base: Path) -> None:
+    from orchest_operator.cache.plan import plan
+
+    verdict = executed(base, "make")
+    record = base / ".orchest" / "cache" / "records" / f"{verdict.key}.json"
+    os.utime(record, (1000, 1000))
+    rows = plan(base, SPEC, "p", ["make"])
+    assert rows[0].cached and record.stat().st_mtime == 1000
+    assert decide(base, key_maker(base, recipes(SPEC)), "p", "make").cached
+    assert record.stat().st_mtime > 1000
