@@ -143,7 +143,9 @@ def test_a_failed_step_is_not_recorded(tmp_path: Path) -> None:
     assert run(pipeline, code=1) == {"a": "Cached", "b": "Cached", "c": "Failed", "d": "Cached"}
 
 
-def test_an_unreadable_index_runs_the_step_and_says_why(tmp_path: Path) -> None:
+def test_an_unreadable_index_runs_the_step_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pipeline = chain(tmp_path)
     run(pipeline)
     records = tmp_path / ".orchest" / "cache" / "records"
@@ -153,6 +155,11 @@ def test_an_unreadable_index_runs_the_step_and_says_why(tmp_path: Path) -> None:
     message = status_of(pipeline).steps["a"].message or ""
     assert message.startswith("cache not used: cannot read the cache index")
     assert records.read_text() == "not a directory"
+    capsys.readouterr()
+    assert main(["plan", str(pipeline)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cannot read the cache index .orchest/cache/records/" in err
+    assert records.read_text() == "not a directory" and (tmp_path / "kept").is_dir()
 
 
 def test_a_glob_leaving_the_pipeline_directory_is_refused(
