@@ -26,8 +26,9 @@ from pathlib import Path
 from types import FrameType
 from typing import BinaryIO, Protocol
 
-from orchest_operator.cache import index as cache_index
-from orchest_operator.cache.key import Ingredients, recipes
+from orchest_operator.cache.index import key_maker
+from orchest_operator.cache.key import recipes
+from orchest_operator.cache.steps import StepCache
 from orchest_operator.dag import Dag
 from orchest_operator.executor import environment_for, parse_termination_message
 from orchest_operator.facts import Decision, decide, progress
@@ -116,9 +117,13 @@ class LocalRun:
         self._workers: list[threading.Thread] = []
         self._cancel = False
         self._scratch = Path()
-        self._keys = cache_index.key_maker(base, recipes(spec, request.parameters))
-        self._ingredients: dict[str, Ingredients] = {}
-        """The cache ingredients of each started cacheable step, as they were when it was decided."""
+        self._cache = StepCache(
+            base,
+            request.pipeline_ref.name,
+            self.id,
+            key_maker(base, recipes(spec, request.parameters)),
+            lookup=request.cache,
+        )
 
     @property
     def record(self) -> Path:
@@ -189,46 +194,17 @@ class LocalRun:
 
     def _reuse(self, name: str) -> bool:
         """Ask the cache about a step that may start now: mark it ``Cached`` and say True, or leave it
-        Pending with the reason it will run as its message. Trouble with the index never stops a run:
-        the step runs and its message says why the cache was not used."""
+        Pending with the reason it will run as its message."""
         step = self.status.steps[name]
-        if not self.spec.caches(name):
+        answer = self._cache.ask(name)
+        if answer.message is not None:
+            step.message = answer.message
+        if answer.cached_from is None:
             return False
-        pipeline = self.request.pipeline_ref.name
-        try:
-            if self.request.cache:
-                verdict = cache_index.decide(self.base, self._keys, pipeline, name)
-                made, reason = verdict.ingredients, verdict.reason
-            else:
-                found = self._keys.ingredients(name)
-                made = found if isinstance(found, Ingredients) else None
-                verdict, reason = None, "caching is off for this run"
-        except cache_index.CacheError as err:
-            step.message = f"cache not used: {err}"
-            return False
-        if verdict is not None and verdict.cached:
-            now = timestamp()
-            step.phase = StepPhase.CACHED
-            step.start_time = step.completion_time = now
-            step.cached_from = verdict.cached_from
-            step.message = reason
-            return True
-        if made is not None:
-            self._ingredients[name] = made
-        step.message = reason
-        return False
-
-    def _remember(self, name: str) -> str | None:
-        """Record a succeeded step in the cache; a message when that failed (the step still succeeded)."""
-        made = self._ingredients.get(name)
-        if made is None:
-            return None
-        try:
-            outputs = self.spec.step(name).outputs or []
-            cache_index.remember(self.base, self.request.pipeline_ref.name, name, self.id, made, outputs)
-        except cache_index.CacheError as err:
-            return f"succeeded, but not recorded in the cache: {err}"
-        return None
+        step.phase = StepPhase.CACHED
+        step.start_time = step.completion_time = timestamp()
+        step.cached_from = answer.cached_from
+        return True
 
     def _why(self, name: str, phase: StepPhase, phases: dict[str, StepPhase]) -> str:
         if phase is StepPhase.CANCELLED:
@@ -265,7 +241,7 @@ class LocalRun:
             return  # stopped by a cancel: the decision already recorded why
         step.phase = StepPhase.SUCCEEDED if event.ok else StepPhase.FAILED
         step.completion_time = timestamp(event.when)
-        step.message = (self._remember(event.step) or step.message) if event.ok else event.message
+        step.message = (self._cache.record(event.step) or step.message) if event.ok else event.message
         step.failure = event.failure
 
     # --- processes ----------------------------------------------------------------------------------

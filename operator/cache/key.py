@@ -377,9 +377,9 @@ def judge(
     return Verdict(False, "no earlier execution", made)
 
 
-def hit_message(verdict: Verdict) -> str:
+def hit_message(cached_from: str, reason: str) -> str:
     """The termination message of a step's pod that found its execution in the cache."""
-    return json.dumps({"message": verdict.reason, "cachedFrom": verdict.cached_from})
+    return json.dumps({"message": reason, "cachedFrom": cached_from})
 
 
 def read_hit(text: str | None) -> tuple[str, str] | None:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from orchest_operator.cache.handoff import ENV_CACHE, Handoff
-from orchest_operator.cache.key import hit_message
 from orchest_operator.cache.pod import PodCache
 from orchest_operator.executor import (
     ENV_PARAMETERS,
@@ -70,7 +69,7 @@ def handle(args: argparse.Namespace) -> int:
     print(f"orchest: step {args.step} of run {args.run}: {args.file}", flush=True)
     cache = _cache(workdir, args.run)
     if cache is not None and (hit := cache.before(sys.stdout)) is not None:
-        _write_termination_log(hit_message(hit))
+        _write_termination_log(hit)
         return 0
     result = run_step(
         args.file,

@@ -140,7 +140,8 @@ def record(ingredients: Ingredients, outputs: dict[str, str] | None = None, run:
 
 def test_a_hit_survives_the_termination_message() -> None:
     verdict = judge(BASE, record(BASE), None, {})
-    assert read_hit(hit_message(verdict)) == ("r1", verdict.reason)
+    assert verdict.cached_from == "r1"
+    assert read_hit(hit_message(verdict.cached_from, verdict.reason)) == ("r1", verdict.reason)
     assert read_hit('{"message": "failed", "cell": 2}') is None
     assert read_hit("Traceback (most recent call last)") is None
     assert read_hit(None) is None
