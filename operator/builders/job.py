@@ -18,7 +18,7 @@ from orchest_operator.builders.common import (
     restricted_container_security,
     restricted_pod_security,
 )
-from orchest_operator.cache.handoff import ENV_CACHE, handoff
+from orchest_operator.cache.handoff import ENV_CACHE, HANDOFF_LIMIT, handoff
 from orchest_operator.models import PipelineSpec, Priority
 
 PROJECT_VOLUME = "project"
@@ -82,8 +82,9 @@ def step_job(
         default_image=options.default_image,
         lookup=use_cache,
     )
-    if cache is not None:
-        env.append({"name": ENV_CACHE, "value": cache.wire()})
+    handed = cache.wire() if cache is not None else ""
+    if handed and len(handed) <= HANDOFF_LIMIT:
+        env.append({"name": ENV_CACHE, "value": handed})
     mount = {"name": PROJECT_VOLUME, "mountPath": spec.volume.mount_path}
     if spec.volume.sub_path:
         mount["subPath"] = spec.volume.sub_path

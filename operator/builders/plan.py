@@ -15,12 +15,11 @@ from orchest_operator.builders.common import (
     restricted_pod_security,
 )
 from orchest_operator.builders.job import PROJECT_VOLUME, SCRATCH_VOLUME, JobOptions, step_labels
+from orchest_operator.cache.handoff import HANDOFF_LIMIT
 from orchest_operator.cache.runplan import PLAN_STEP
 from orchest_operator.models import PipelineRunSpec, PipelineSpec
 
 PLAN_DEADLINE_SECONDS = 600
-HANDOFF_LIMIT = 100_000
-"""Bytes of pipeline handed over in one environment variable (Linux takes at most 128 KiB per string)."""
 LABEL_PLAN = "orchest.io/plan"
 
 

@@ -12,6 +12,10 @@ from orchest_operator.cache.key import Recipe, closure, recipe
 from orchest_operator.models import PipelineSpec
 
 ENV_CACHE = "ORCHEST_CACHE"
+HANDOFF_LIMIT = 100_000
+"""Bytes handed to a pod in one environment variable: Linux refuses to start a process with a single
+variable over 128 KiB. A step whose recipes are larger (a very long chain without declared outputs) does
+not cache; declaring outputs cuts its recipes short."""
 
 
 @dataclass(frozen=True)

@@ -675,3 +675,26 @@ def test_a_rerun_is_planned_over_its_own_selection() -> None:
     answer(rerun, {"c": "r0"})
     rerun.step(earlier=earlier)
     assert rerun.phases() == {"a": "Reused", "b": "Reused", "c": "Cached", "d": "Running"}
+
+
+def test_a_step_whose_recipes_would_not_fit_an_environment_variable_does_not_cache() -> None:
+    steps = [
+        {"name": f"s{i}", "file": "x.py", **({"dependsOn": [f"s{i - 1}"]} if i else {})} for i in range(800)
+    ]
+    spec = {"volume": {"claimName": "data"}, "cache": True, "parameters": {"p": "x" * 50}, "steps": steps}
+    pipe = {"apiVersion": "orchest.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": "p"}, "spec": spec}
+    from orchest_operator.builders.job import step_job
+    from orchest_operator.models import PipelineSpec
+
+    model = PipelineSpec.model_validate(pipe["spec"])
+    run = new_run()
+    first = step_job(
+        run=run, spec=model, step_name="s0", parameters={}, priority="Background", options=OPTIONS
+    )
+    last = step_job(
+        run=run, spec=model, step_name="s799", parameters={}, priority="Background", options=OPTIONS
+    )
+    names = [
+        [e["name"] for e in j["spec"]["template"]["spec"]["containers"][0]["env"]] for j in (first, last)
+    ]
+    assert "ORCHEST_CACHE" in names[0] and "ORCHEST_CACHE" not in names[1]
