@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "that differs from its latest execution. Takes the options of `orchest run`. With --cluster, FILE "
         "is a PipelineRun manifest and the answer comes from a short pod that mounts the pipeline's volume.",
     )
-    planner.add_argument("file", type=Path, metavar="PIPELINE.yaml")
+    planner.add_argument("file", type=Path, metavar="PIPELINE.yaml|RUN.yaml")
     add_run_options(planner, default_parallelism=0)
     planner.add_argument("--output", choices=["table", "json"], default="table")
     cluster = planner.add_argument_group("on a cluster")
