@@ -183,11 +183,21 @@ def get(api: pykube.HTTPClient, cls: type[APIObject], namespace: str, name: str)
 
 
 def list_objects(
-    api: pykube.HTTPClient, cls: type[APIObject], namespace: str, selector: dict[str, str] | None = None
+    api: pykube.HTTPClient,
+    cls: type[APIObject],
+    namespace: str,
+    selector: dict[str, str] | None = None,
+    fields: str | None = None,
 ) -> list[dict[str, Any]]:
+    """``fields`` is a field selector the server applies; callers must not rely on it to be exact."""
     kwargs = _request_kwargs(cls, namespace)
+    params = {}
     if selector:
-        kwargs["params"] = {"labelSelector": ",".join(f"{k}={v}" for k, v in selector.items())}
+        params["labelSelector"] = ",".join(f"{k}={v}" for k, v in selector.items())
+    if fields:
+        params["fieldSelector"] = fields
+    if params:
+        kwargs["params"] = params
     found = _checked(api, api.get(**kwargs))
     # Lists leave out each item's kind: put it back, so an item reads like the object it is.
     objs = [{"apiVersion": cls.version, "kind": cls.kind, **item} for item in found.get("items") or []]

@@ -204,6 +204,9 @@ class PipelineSpec(Model):
     (default), `Allow` both, or `Forbid` (fail) the new one."""
     run_history_limit: Annotated[int, Field(ge=0, le=1000)] = 10
     """How many finished runs of this pipeline are kept; older ones are deleted."""
+    pending_timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    """The default of its runs' `pendingTimeoutSeconds`: how long a step may wait for its pod to run
+    (unschedulable, image pull, refused pod) before it fails; unset means 600."""
     session: Session = Session()
     """The pipeline's interactive session."""
     cache: bool = False
@@ -317,6 +320,9 @@ class PipelineRunSpec(Model):
     `orchest-interactive` PriorityClass."""
     timeout_seconds: Annotated[int, Field(ge=1)] | None = None
     """How long the whole run may take before it fails; unset means no limit."""
+    pending_timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    """How long a step may wait for its pod to run (refused, unschedulable, image not pulled) before it
+    fails with the last reason seen; unset means the Pipeline's value, else 600."""
     cancel: bool = False
     """Set to true to cancel the run: running steps are stopped and recorded `Cancelled`."""
     rerun_of: (
@@ -399,12 +405,18 @@ class StepStatus(Model):
     """The step's Job."""
     start_time: str | None = None
     """When the step's Job was created."""
+    running_since: str | None = None
+    """When the step's pod was first seen running; its `timeoutSeconds` counts from here."""
     completion_time: str | None = None
     """When the step finished."""
     attempts: int | None = None
     """How many pods ran the step (more than one after retries)."""
     message: str | None = None
     """Why the step is in its phase, in the cluster's or the step's own words."""
+    reason: str | None = None
+    """Why the step's pod does not run yet, or did not run, as the cluster says it: `FailedCreate`,
+    `Unschedulable`, `ErrImagePull`, `ImagePullBackOff`, `InvalidImageName`, `CreateContainerConfigError`,
+    or `PendingTimeout`."""
     failure: StepFailure | None = None
     """For a failed notebook: the failing cell and its exception."""
     cached_from: str | None = None

@@ -103,7 +103,13 @@ RULES: tuple[Permission, ...] = (
         "start from the pod; create/delete/get/list: the Enterprise Gateway Role the operator grants holds "
         "them (RBAC escalation prevention), the operator itself never creates a pod",
     ),
-    Permission("", "events", ("create", "patch"), "step start/finish and run end Events (kopf posts these)"),
+    Permission(
+        "",
+        "events",
+        ("create", "list", "patch"),
+        "create/patch: step and run Events (kopf posts these); list: a step whose pod was never created "
+        "learns why from its Job's FailedCreate events (listed only for such steps, never watched)",
+    ),
     Permission("events.k8s.io", "events", ("create", "patch"), "the same Events through events.k8s.io/v1"),
     # --- interactive sessions (Enterprise Gateway + jupyter-server per Pipeline) ------------------------
     Permission("apps", "deployments", OWN, "Enterprise Gateway and jupyter-server Deployments; readiness"),

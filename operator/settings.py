@@ -25,6 +25,9 @@ ENV_KERNEL_LAUNCH_TIMEOUT = "ORCHEST_KERNEL_LAUNCH_TIMEOUT_SECONDS"
 ENV_KERNEL_CULL_IDLE = "ORCHEST_KERNEL_CULL_IDLE_SECONDS"
 ENV_KERNEL_CULL_INTERVAL = "ORCHEST_KERNEL_CULL_INTERVAL_SECONDS"
 ENV_PRIORITY_CLASSES = "ORCHEST_PRIORITY_CLASSES"
+ENV_STEP_EVENTS_MAX_STEPS = "ORCHEST_STEP_EVENTS_MAX_STEPS"
+ENV_STUCK_CHECK_AFTER = "ORCHEST_STUCK_CHECK_AFTER_SECONDS"
+ENV_STUCK_CHECK_EVERY = "ORCHEST_STUCK_CHECK_EVERY_SECONDS"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -69,6 +72,14 @@ class Settings:
     # PriorityClasses are not installed (the chart's priorityClasses.create=false), since a pod naming a
     # missing PriorityClass is rejected.
     priority_classes: bool = True
+    # Runs of up to this many steps get a StepStarted and a StepSucceeded Event per step (StepFailed is
+    # always sent). Each Event is a write to the API server and a row of ``kubectl describe``: above this,
+    # a run gets Events at each quarter of its progress instead, and its status holds every step.
+    step_events_max_steps: int = 100
+    # A step whose pod does not show as running this many seconds after its Job was created is checked
+    # for a reason (a Pending pod's, or its Job's FailedCreate events), then again every interval.
+    stuck_check_after_seconds: float = 5.0
+    stuck_check_every_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.default_step_image:
@@ -102,6 +113,26 @@ class Settings:
                     kind = "positive" if least else "non-negative"
                     raise SettingsError(f"{name} must be a {kind} whole number, got {number!r}")
                 kwargs[attr] = int(number)
+        number = env.get(ENV_STEP_EVENTS_MAX_STEPS, "").strip()
+        if number:
+            if not number.isdigit():
+                raise SettingsError(
+                    f"{ENV_STEP_EVENTS_MAX_STEPS} must be a non-negative whole number, got {number!r}"
+                )
+            kwargs["step_events_max_steps"] = int(number)
+        for name, attr in (
+            (ENV_STUCK_CHECK_AFTER, "stuck_check_after_seconds"),
+            (ENV_STUCK_CHECK_EVERY, "stuck_check_every_seconds"),
+        ):
+            number = env.get(name, "").strip()
+            if number:
+                try:
+                    seconds = float(number)
+                except ValueError:
+                    seconds = -1.0
+                if not 0 < seconds < float("inf"):
+                    raise SettingsError(f"{name} must be a positive number of seconds, got {number!r}")
+                kwargs[attr] = seconds
         flag = env.get(ENV_PRIORITY_CLASSES, "").strip().lower()
         if flag:
             if flag not in _TRUE | _FALSE:

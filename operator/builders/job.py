@@ -2,7 +2,9 @@
 
 One Job per step, one pod per attempt: the Job controller owns retries (``backoffLimit``) and the step
 timeout (``activeDeadlineSeconds``); the container runs ``orchest step``, the same executor as
-``orchest run`` uses locally.
+``orchest run`` uses locally. A step's timeout counts from when its pod runs, not while it waits for a
+node or an image: the Job is created with the timeout plus the pending timeout (so it ends even when the
+operator is away), and the operator shortens it once it sees the pod run (``runs._observe``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def step_job(
     priority: Priority | str,
     options: JobOptions,
     use_cache: bool = True,
+    pending_timeout_seconds: int = 0,
 ) -> dict[str, Any]:
     """The Job manifest for ``step_name`` of ``run`` (a PipelineRun object with uid). A step that caches
     gets the recipes of its key in ``$ORCHEST_CACHE``; ``use_cache`` False (the run's ``spec.cache``) makes
@@ -132,7 +135,7 @@ def step_job(
         "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
     }
     if step.timeout_seconds is not None:
-        job_spec["activeDeadlineSeconds"] = step.timeout_seconds
+        job_spec["activeDeadlineSeconds"] = step.timeout_seconds + pending_timeout_seconds
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -19,7 +19,7 @@ from orchest_operator.cache.handoff import HANDOFF_LIMIT
 from orchest_operator.cache.runplan import PLAN_STEP
 from orchest_operator.models import PipelineRunSpec, PipelineSpec
 
-PLAN_DEADLINE_SECONDS = 600
+PLAN_DEADLINE_SECONDS = 300
 LABEL_PLAN = "orchest.io/plan"
 
 
@@ -127,6 +127,9 @@ def plan_job(
             "ownerReferences": [owner_reference(run)],
         },
         "spec": {
+            # Counted from the Job's start, a pod that cannot be scheduled included: the steps wait for
+            # this Job, and a planning pod that never runs must not hold them longer.
+            "activeDeadlineSeconds": PLAN_DEADLINE_SECONDS,
             "backoffLimit": 0,
             "completions": 1,
             "parallelism": 1,

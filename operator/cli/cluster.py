@@ -16,7 +16,7 @@ import yaml
 from orchest_operator.cli import CliError
 from orchest_operator.cli.pipeline import add_run_options, run_request
 from orchest_operator.dag import Dag, PlanError
-from orchest_operator.models import API_VERSION, PipelineRunStatus, Priority, RunPhase
+from orchest_operator.models import API_VERSION, PipelineRunStatus, Priority, RunPhase, StepPhase
 from orchest_operator.pipelinefile import load
 from orchest_operator.progress import reporter_for
 
@@ -52,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_run_options(submit, default_parallelism=0)
     submit.add_argument("--priority", choices=["interactive", "background"], default="background")
     submit.add_argument("--timeout", type=int, metavar="SECONDS", help="fail the run after SECONDS")
+    submit.add_argument(
+        "--pending-timeout",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="fail a step whose pod has not started running within SECONDS (default: the pipeline's, or 600)",
+    )
     submit.add_argument("--name", help="the run's name (default: generated from the pipeline's)")
     submit.add_argument("--watch", action="store_true", help="follow the run until it finishes")
     _cluster_options(submit)
@@ -96,6 +102,12 @@ def _connect(args: argparse.Namespace) -> Cluster:
 
 
 @_cluster_command
+def _positive_seconds(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number of seconds, got {text!r}")
+    return int(text)
+
+
 def handle_submit(args: argparse.Namespace) -> int:
     loaded = load(args.pipeline, check_files=False)
     if not loaded.ok or loaded.document is None:
@@ -113,6 +125,8 @@ def handle_submit(args: argparse.Namespace) -> int:
     spec["priority"] = Priority(args.priority.capitalize()).value
     if args.timeout is not None:
         spec["timeoutSeconds"] = args.timeout
+    if args.pending_timeout is not None:
+        spec["pendingTimeoutSeconds"] = args.pending_timeout
     try:
         Dag.of(document.spec).select(spec["selection"]["mode"], spec["selection"]["steps"])
     except PlanError as err:
@@ -174,6 +188,8 @@ def _status_text(run: dict[str, Any]) -> str:
         lines.append(f"{'STEP':<{width}}  {'PHASE':<9}  {'ATTEMPTS':<8}  MESSAGE")
         for name, step in status.steps.items():
             message = step.message or ""
+            if step.reason and step.phase is StepPhase.RUNNING:  # waiting for its pod: say why
+                message = f"{step.reason}: {message}" if message else step.reason
             if step.failure and step.failure.ename:
                 message = (
                     f"cell {step.failure.cell}: {step.failure.ename}: {step.failure.evalue or ''}".strip()

@@ -197,6 +197,12 @@ def pipelinerun_crd() -> dict[str, Any]:
             {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
             {"name": "Start", "type": "date", "jsonPath": ".status.startTime"},
             {"name": "Completion", "type": "date", "jsonPath": ".status.completionTime"},
+            # The Succeeded condition's message: progress, and the steps that cannot start and why.
+            {
+                "name": "Message",
+                "type": "string",
+                "jsonPath": '.status.conditions[?(@.type=="Succeeded")].message',
+            },
         ],
     )
 

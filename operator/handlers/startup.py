@@ -41,6 +41,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         ),
         jobs=lambda key: (),
         pods=lambda key: (),
+        step_events_limit=config.step_events_max_steps,
+        check_after=config.stuck_check_after_seconds,
+        check_every=config.stuck_check_every_seconds,
     )
 
 

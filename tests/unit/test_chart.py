@@ -104,6 +104,9 @@ def test_ci_values_reach_the_pod() -> None:
         "ORCHEST_KERNEL_CULL_IDLE_SECONDS": "0",
         "ORCHEST_KERNEL_CULL_INTERVAL_SECONDS": "60",
         "ORCHEST_PRIORITY_CLASSES": "false",
+        "ORCHEST_STEP_EVENTS_MAX_STEPS": "100",
+        "ORCHEST_STUCK_CHECK_AFTER_SECONDS": "5",
+        "ORCHEST_STUCK_CHECK_EVERY_SECONDS": "10",
         "TZ": "Europe/Amsterdam",
     }
     for name in ("nodeSelector", "tolerations", "affinity", "imagePullSecrets"):

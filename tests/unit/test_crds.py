@@ -84,7 +84,7 @@ def test_names_columns_and_status() -> None:
     }
     assert columns == {
         "Pipeline": ["Steps", "Session", "Age"],
-        "PipelineRun": ["Pipeline", "Phase", "Progress", "Start", "Completion"],
+        "PipelineRun": ["Pipeline", "Phase", "Progress", "Start", "Completion", "Message"],
     }
 
 

@@ -157,17 +157,32 @@ def test_diamond_runs_in_dag_order_and_succeeds() -> None:
     assert world.created == ["a"]
     assert first.status["phase"] == "Running"
     assert first.status["snapshot"]["selected"] == ["a", "b", "c", "d"]
-    assert [e.reason for e in first.events] == ["Started"]
+    events = list(first.events)
+    assert [(e.type, e.reason) for e in first.events] == [("Normal", "Started"), ("Normal", "StepStarted")]
     world.succeed("a")
-    world.step()
+    events += world.step().events
     assert world.created == ["a", "b", "c"]
     world.succeed("b")
-    world.step()
+    events += world.step().events
     assert world.created == ["a", "b", "c"], "d waits for c"
     world.succeed("c")
-    world.step()
+    events += world.step().events
     world.succeed("d")
     last = world.step()
+    events += last.events
+    assert [e.message for e in events] == [
+        "running 4 step(s)",
+        f"step a started: Job {job_name('r1', 'a')}",
+        "step a succeeded",
+        f"step b started: Job {job_name('r1', 'b')}",
+        f"step c started: Job {job_name('r1', 'c')}",
+        "step b succeeded",
+        "step c succeeded",
+        f"step d started: Job {job_name('r1', 'd')}",
+        "step d succeeded",
+        "all 4 steps succeeded",
+    ]
+    assert {e.type for e in events} == {"Normal"}
     assert world.created == ["a", "b", "c", "d"]
     assert last.status["phase"] == "Succeeded"
     assert last.status["progress"] == "4/4"
@@ -181,9 +196,10 @@ def test_job_complete_condition_also_counts_as_success() -> None:
     world = World(new_run())
     world.step()
     world.jobs["a"] = job("a", complete=True)
-    world.step()
+    actions = world.step()
     assert world.phases()["a"] == "Succeeded"
     assert world.status.steps["a"].completion_time == "2026-11-24T12:00:05Z"
+    assert actions.events[0].message == "step a succeeded in 5s"
 
 
 def test_failure_sets_step_failure_from_termination_message_and_skips_dependents() -> None:
