@@ -34,11 +34,18 @@ class PipelineRun(NamespacedAPIObject):
     kind = "PipelineRun"
 
 
+class PipelineJob(NamespacedAPIObject):
+    version = API_VERSION
+    endpoint = "pipelinejobs"
+    kind = "PipelineJob"
+
+
 KINDS: dict[tuple[str, str], type[APIObject]] = {
     (cls.version, cls.kind): cls
     for cls in (
         Pipeline,
         PipelineRun,
+        PipelineJob,
         pykube.Job,
         pykube.Pod,
         pykube.ConfigMap,

@@ -85,9 +85,10 @@ RULES: tuple[Permission, ...] = (
     Permission(
         GROUP,
         "pipelineruns",
-        ("delete", "get", "list", "patch", "watch"),
+        ("create", "delete", "get", "list", "patch", "watch"),
         "kopf watches runs and keeps its finalizer and annotations on them; history pruning deletes the "
-        "oldest finished runs beyond runHistoryLimit",
+        "oldest finished runs beyond runHistoryLimit; a PipelineJob creates its batches' runs, cancels a "
+        "replaced batch's runs (patch) and deletes batches beyond batchHistoryLimit",
     ),
     Permission(GROUP, "pipelineruns/status", ("patch",), "phase, per-step states, conditions, snapshot"),
     Permission(
@@ -95,6 +96,21 @@ RULES: tuple[Permission, ...] = (
         "pipelineruns/finalizers",
         ("update",),
         "step Jobs name their run as owner with blockOwnerDeletion (OwnerReferencesPermissionEnforcement)",
+    ),
+    Permission(
+        GROUP,
+        "pipelinejobs",
+        ("get", "list", "watch"),
+        "kopf watches PipelineJobs; each pass reads its job afresh (get) so no tick runs twice",
+    ),
+    Permission(
+        GROUP, "pipelinejobs/status", ("patch",), "last and next tick, batches and their runs' phases, Ready"
+    ),
+    Permission(
+        GROUP,
+        "pipelinejobs/finalizers",
+        ("update",),
+        "a job's runs name it as owner with blockOwnerDeletion (OwnerReferencesPermissionEnforcement)",
     ),
     # --- step execution --------------------------------------------------------------------------------
     Permission(
@@ -179,10 +195,23 @@ USER_EDIT_RULES: tuple[Permission, ...] = (
         ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
         "start, cancel and rerun runs (orchest submit, cancel, rerun)",
     ),
+    Permission(
+        GROUP,
+        "pipelinejobs",
+        ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
+        "write jobs; trigger, suspend and resume them (orchest job trigger, suspend, resume)",
+    ),
 )
 USER_VIEW_RULES: tuple[Permission, ...] = tuple(
-    Permission(GROUP, resource, READ, "read pipelines and runs (orchest status)")
-    for resource in ("pipelines", "pipelines/status", "pipelineruns", "pipelineruns/status")
+    Permission(GROUP, resource, READ, "read pipelines, runs and jobs (orchest status, orchest job status)")
+    for resource in (
+        "pipelines",
+        "pipelines/status",
+        "pipelineruns",
+        "pipelineruns/status",
+        "pipelinejobs",
+        "pipelinejobs/status",
+    )
 )
 
 

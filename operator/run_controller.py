@@ -231,10 +231,11 @@ class RunController:
             policy = status.snapshot.pipeline.concurrency_policy
         else:
             return queue.Admission()  # no pipeline and no snapshot: the run fails as PipelineNotFound
-        if policy == ConcurrencyPolicy.ALLOW:
+        me = queue.RunSummary.of(run)
+        if (policy == ConcurrencyPolicy.ALLOW or me.isolated) and not me.limit:
             return queue.Admission()
         siblings = await self._runs_of(run["metadata"]["namespace"], run["spec"]["pipelineRef"]["name"])
-        return queue.admit(queue.RunSummary.of(run), [queue.RunSummary.of(r) for r in siblings], policy)
+        return queue.admit(me, [queue.RunSummary.of(r) for r in siblings], policy)
 
     async def _runs_of(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
         runs = await asyncio.to_thread(kube.list_objects, self.api, kube.PipelineRun, namespace)
@@ -359,8 +360,8 @@ class RunController:
             self._runs.poke_within(key, wake_in + 0.05)
 
     async def _check(self, key: RunKey, steps: Mapping[str, tuple[str, str | None]]) -> None:
-        """Find why the pods of ``steps`` do not run: one list of the run's Pending pods and, if a step has
-        no pod, one of the namespace's FailedCreate events of Jobs. The next pass folds what was found."""
+        """Find why the pods of ``steps`` do not run: one list of the run's unfinished pods and, if a step
+        has no pod, one of the namespace's FailedCreate events of Jobs. The next pass folds what was found."""
         namespace = key[0]
         pods = await asyncio.to_thread(
             kube.list_objects,
@@ -368,7 +369,7 @@ class RunController:
             pykube.Pod,
             namespace,
             stuck.run_pods_selector(key[1]),
-            "status.phase=Pending",
+            stuck.UNFINISHED_PODS,
         )
         events: list[dict[str, Any]] = []
         if stuck.needs_events(steps, pods):

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from orchest_operator.builders.job import JobOptions, step_job
+from orchest_operator.builders.job import WORKSPACE_STEP, JobOptions, step_job, workspace_job
 from orchest_operator.builders.plan import plan_job
 from orchest_operator.cache.runplan import PLAN_STEP, decode, wants_plan
 from orchest_operator.dag import Dag, PlanError
@@ -33,12 +33,16 @@ from orchest_operator.models import (
     RunSnapshot,
     StepPhase,
     StepStatus,
+    Workspace,
 )
 from orchest_operator.observe import JobView, PodView, observe_step
 from orchest_operator.pipelinefile import schema_problems
 from orchest_operator.stuck import PENDING_TIMEOUT, Cause, family
 
 DEFAULT_PENDING_TIMEOUT = 600
+WORKSPACE_COPY_SECONDS = 3600
+"""How long an isolated run's copy may take once its pod runs: a copy that cannot start (or hangs) fails the
+run with the Job's DeadlineExceeded instead of holding it forever."""
 """Seconds a step may wait for its pod to run when neither the run nor its Pipeline sets
 ``pendingTimeoutSeconds``."""
 
@@ -181,6 +185,7 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
     generation = inputs.run["metadata"].get("generation")
     pipeline_name = spec.pipeline_ref.name
     previous: dict[str, StepPhase] | None = None
+    workspace_from: str | None = None
     if spec.rerun_of:
         earlier = inputs.earlier
         if earlier is None:
@@ -200,6 +205,14 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
                 f"run {spec.rerun_of!r} is still {earlier_status.phase.value}; rerun it once it has finished"
             )
             return _finish_early(status, generation, Reason.RERUN_INVALID, msg, now)
+        if earlier["spec"].get("workspace") == Workspace.ISOLATED:
+            if spec.workspace is not Workspace.ISOLATED:
+                msg = (
+                    f"run {spec.rerun_of!r} worked in an isolated workspace, where the outputs to reuse are: "
+                    "rerun it with workspace: Isolated"
+                )
+                return _finish_early(status, generation, Reason.RERUN_INVALID, msg, now)
+            workspace_from = spec.rerun_of
         pipeline = earlier_status.snapshot.pipeline
         previous = {n: s.phase for n, s in earlier_status.steps.items()}
         selected = earlier_status.snapshot.selected
@@ -229,7 +242,9 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
             selected = dag.select(spec.selection.mode, spec.selection.steps)
         except PlanError as err:
             return _finish_early(status, generation, Reason.INVALID_SELECTION, "; ".join(err.problems), now)
-    status.snapshot = RunSnapshot(pipeline=pipeline, selected=selected, reused=reused)
+    status.snapshot = RunSnapshot(
+        pipeline=pipeline, selected=selected, reused=reused, workspace_from=workspace_from
+    )
     status.steps = {
         n: StepStatus(phase=StepPhase.REUSED, message=f"outputs of run {spec.rerun_of} reused")
         if n in reused
@@ -455,7 +470,8 @@ def _plan_first(
     once they may start (planned, or the planning failed and each step asks the cache in its own pod)."""
     assert status.snapshot is not None
     plan = status.cache_plan
-    if stopping:
+    # An isolated run works in a copy: the index and the outputs it checks are in the pipeline's directory.
+    if stopping or spec.workspace is Workspace.ISOLATED:
         return None
     if plan is None:
         pending = [n for n in status.snapshot.selected if status.steps[n].phase is StepPhase.PENDING]
@@ -519,6 +535,89 @@ def _plan_first(
     return None
 
 
+def _workspace(
+    inputs: Inputs,
+    spec: PipelineRunSpec,
+    status: PipelineRunStatus,
+    events: list[Event],
+    dag: Dag,
+    now: str,
+    *,
+    stopping: bool,
+) -> Actions | None:
+    """An isolated run's workspace Job: ``Actions`` while it is being made (or when making it failed),
+    ``None`` once it is there (or the run is stopping and its steps are settled as usual)."""
+    copy = status.workspace or StepStatus()
+    if copy.phase.finished:
+        return None
+    run = inputs.run
+    observed = inputs.observed
+    job = observed.jobs.get(WORKSPACE_STEP)
+    if job is not None and (job.owner_uid != run["metadata"].get("uid") or job.deleting):
+        job = None
+    seen = observe_step(job, [p for p in observed.pods if p.step == WORKSPACE_STEP])
+    actions = Actions(status={}, events=events, dag=dag)
+    if stopping:  # the caller deletes its Job
+        status.workspace = copy.model_copy(update={"phase": StepPhase.CANCELLED, "completion_time": now})
+        return None
+    assert status.snapshot is not None
+    if seen is not None and seen.phase is StepPhase.SUCCEEDED:
+        status.workspace = copy.model_copy(
+            update={"phase": StepPhase.SUCCEEDED, "completion_time": seen.completion_time or now}
+        )
+        return None
+    failure = (
+        seen.message
+        if seen is not None and seen.phase is StepPhase.FAILED
+        else f"the API server refused its Job: {observed.rejected[WORKSPACE_STEP]}"
+        if seen is None and WORKSPACE_STEP in observed.rejected
+        else None
+    )
+    if failure is not None:
+        message = f"the run's workspace could not be made: {failure}"
+        status.workspace = copy.model_copy(
+            update={"phase": StepPhase.FAILED, "message": failure, "completion_time": now}
+        )
+        status.steps = {
+            n: s.model_copy(update={"phase": StepPhase.SKIPPED, "message": "not run: no workspace"})
+            for n, s in status.steps.items()
+        }
+        status.progress = progress({n: s.phase for n, s in status.steps.items()})
+        _set_condition(status, RunPhase.FAILED, Reason.WORKSPACE_FAILED, message, now)
+        actions.events.append(Event("Warning", Reason.WORKSPACE_FAILED, message))
+        actions.status = status.wire()
+        return actions
+    if seen is None and copy.job_name not in observed.in_flight:
+        # Not made yet, or its Job went away: the copy starts over from scratch, so making it again is safe.
+        manifest = workspace_job(
+            run=run,
+            spec=status.snapshot.pipeline,
+            exclude=spec.workspace_exclude,
+            from_run=status.snapshot.workspace_from,
+            priority=spec.priority,
+            options=inputs.options,
+            deadline_seconds=(
+                spec.pending_timeout_seconds
+                or status.snapshot.pipeline.pending_timeout_seconds
+                or DEFAULT_PENDING_TIMEOUT
+            )
+            + WORKSPACE_COPY_SECONDS,
+        )
+        actions.create.append(manifest)
+        copy = StepStatus(
+            phase=StepPhase.RUNNING,
+            job_name=manifest["metadata"]["name"],
+            start_time=copy.start_time or now,
+            attempts=1,
+            message=observed.blocked.get(WORKSPACE_STEP),
+        )
+    status.workspace = copy
+    status.progress = progress({n: s.phase for n, s in status.steps.items()})
+    _set_condition(status, RunPhase.RUNNING, Reason.RUNNING, "copying the pipeline's directory", now)
+    actions.status = status.wire()
+    return actions
+
+
 def reconcile(inputs: Inputs) -> Actions:
     run = inputs.run
     now = timestamp(inputs.now)
@@ -574,6 +673,11 @@ def reconcile(inputs: Inputs) -> Actions:
         and started is not None
         and (inputs.now - started).total_seconds() >= spec.timeout_seconds
     )
+    copying = status.workspace is not None and not status.workspace.phase.finished
+    if spec.workspace is Workspace.ISOLATED:
+        waiting = _workspace(inputs, spec, status, events, dag, now, stopping=spec.cancel or overdue)
+        if waiting is not None:
+            return waiting
     stop_planning: list[str] = []
     plan = status.cache_plan
     if (spec.cancel or overdue) and plan is not None and plan.phase is StepPhase.RUNNING:
@@ -617,6 +721,9 @@ def reconcile(inputs: Inputs) -> Actions:
         now=inputs.now,
     )
     actions = Actions(status={}, events=events, dag=dag, delete=fold.delete, patch_jobs=fold.patch_jobs)
+    stopped = status.workspace is not None and status.workspace.phase is StepPhase.CANCELLED
+    if copying and stopped and status.workspace is not None and status.workspace.job_name:
+        actions.delete.append(status.workspace.job_name)  # stopped while it was being copied
     if not decision.finished and not spec.cancel:
         actions.check, actions.wake_in = fold.check, fold.wake_in
     for name, phase in decision.phases.items():
@@ -642,6 +749,7 @@ def reconcile(inputs: Inputs) -> Actions:
             priority=spec.priority,
             options=inputs.options,
             use_cache=spec.cache,
+            isolated=spec.workspace is Workspace.ISOLATED,
             pending_timeout_seconds=pending_timeout,
         )
         actions.create.append(manifest)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from orchest_operator import naming
@@ -22,7 +23,10 @@ from orchest_operator.builders.common import (
 )
 from orchest_operator.cache.handoff import ENV_CACHE, HANDOFF_LIMIT, handoff
 from orchest_operator.models import PipelineSpec, Priority
+from orchest_operator.workspace import workspace_of
 
+WORKSPACE_STEP = "orchest.workspace"
+"""The step label of an isolated run's workspace Job: the dot keeps it apart from every step name."""
 PROJECT_VOLUME = "project"
 SCRATCH_VOLUME = "scratch"
 PRIORITY_CLASSES = {Priority.INTERACTIVE: "orchest-interactive", Priority.BACKGROUND: "orchest-background"}
@@ -56,15 +60,22 @@ def step_job(
     priority: Priority | str,
     options: JobOptions,
     use_cache: bool = True,
+    isolated: bool = False,
     pending_timeout_seconds: int = 0,
 ) -> dict[str, Any]:
-    """The Job manifest for ``step_name`` of ``run`` (a PipelineRun object with uid). A step that caches
-    gets the recipes of its key in ``$ORCHEST_CACHE``; ``use_cache`` False (the run's ``spec.cache``) makes
-    it run whatever the cache holds."""
+    """The Job manifest for ``step_name`` of ``run`` (a PipelineRun object with uid). An ``isolated`` run's
+    steps work in its workspace; their executed notebooks still go to ``.orchest/runs/<run>``. A step that
+    caches gets the recipes of its key in ``$ORCHEST_CACHE`` (never in an isolated run: the cache's index
+    and outputs are in the pipeline's directory); ``use_cache`` False (the run's ``spec.cache``) makes it
+    run whatever the cache holds."""
     if spec.volume is None:
         raise ValueError("a cluster run needs spec.volume")
     step = spec.step(step_name)
     run_name = run["metadata"]["name"]
+    mount_path = spec.volume.mount_path
+    isolation = (
+        ["--output-dir", str(PurePosixPath(mount_path, ".orchest", "runs", run_name))] if isolated else []
+    )
     pipeline_name = run["spec"]["pipelineRef"]["name"]
     labels = step_labels(pipeline_name, run_name, step.name)
     annotations = {naming.ANNOTATION_RUN: run_name}
@@ -77,13 +88,17 @@ def step_job(
         {"name": "HOME", "value": "/tmp"},
     ] + [{"name": e.name, "value": e.value} for e in spec.env_for(step)]
     image = step.image or spec.image or options.default_image
-    cache = handoff(
-        spec,
-        step.name,
-        pipeline=pipeline_name,
-        overrides=parameters,
-        default_image=options.default_image,
-        lookup=use_cache,
+    cache = (
+        None
+        if isolated
+        else handoff(
+            spec,
+            step.name,
+            pipeline=pipeline_name,
+            overrides=parameters,
+            default_image=options.default_image,
+            lookup=use_cache,
+        )
     )
     handed = cache.wire() if cache is not None else ""
     if handed and len(handed) <= HANDOFF_LIMIT:
@@ -106,8 +121,9 @@ def step_job(
             step.name,
             "--run",
             run_name,
+            *isolation,
         ],
-        "workingDir": spec.volume.mount_path,
+        "workingDir": str(workspace_of(PurePosixPath(mount_path), run_name)) if isolated else mount_path,
         "env": env,
         "volumeMounts": [mount, {"name": SCRATCH_VOLUME, "mountPath": "/tmp"}],
         "securityContext": restricted_container_security(),
@@ -147,4 +163,75 @@ def step_job(
             "ownerReferences": [owner_reference(run)],
         },
         "spec": job_spec,
+    }
+
+
+def workspace_job(
+    *,
+    run: dict[str, Any],
+    spec: PipelineSpec,
+    exclude: list[str],
+    priority: Priority | str,
+    options: JobOptions,
+    from_run: str | None = None,
+    deadline_seconds: int | None = None,
+) -> dict[str, Any]:
+    """The Job that copies the pipeline's directory (for a rerun, the earlier run's workspace) into an
+    isolated run's workspace, in the step-runner image, before the run's first step
+    (``python -m orchest_operator.workspace``)."""
+    if spec.volume is None:
+        raise ValueError("a cluster run needs spec.volume")
+    run_name = run["metadata"]["name"]
+    pipeline_name = run["spec"]["pipelineRef"]["name"]
+    labels = step_labels(pipeline_name, run_name, WORKSPACE_STEP)
+    annotations = {naming.ANNOTATION_RUN: run_name}
+    mount = {"name": PROJECT_VOLUME, "mountPath": spec.volume.mount_path}
+    if spec.volume.sub_path:
+        mount["subPath"] = spec.volume.sub_path
+    command = ["python", "-m", "orchest_operator.workspace", spec.volume.mount_path, run_name]
+    for glob in exclude:
+        command += ["--exclude", glob]
+    if from_run:
+        command += ["--from-run", from_run]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": restricted_pod_security(options.run_as_user),
+        "containers": [
+            {
+                "name": "workspace",
+                "image": options.default_image,
+                "command": command,
+                "workingDir": spec.volume.mount_path,
+                "env": [{"name": "HOME", "value": "/tmp"}],
+                "volumeMounts": [mount, {"name": SCRATCH_VOLUME, "mountPath": "/tmp"}],
+                "securityContext": restricted_container_security(),
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        ],
+        "volumes": [
+            {"name": PROJECT_VOLUME, "persistentVolumeClaim": {"claimName": spec.volume.claim_name}},
+            {"name": SCRATCH_VOLUME, "emptyDir": {}},
+        ],
+    }
+    if options.priority_classes:
+        pod_spec["priorityClassName"] = PRIORITY_CLASSES[Priority(priority)]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": naming.job_name(run_name, WORKSPACE_STEP),
+            "namespace": run["metadata"]["namespace"],
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(run)],
+        },
+        "spec": {
+            "backoffLimit": 1,
+            "completions": 1,
+            "parallelism": 1,
+            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+            **({"activeDeadlineSeconds": deadline_seconds} if deadline_seconds else {}),
+        },
     }

@@ -244,7 +244,17 @@ def handle_rerun(args: argparse.Namespace) -> int:
     if not phase.finished:
         raise CliError(f"run {args.run!r} is still {phase.value}; rerun it once it has finished")
     spec = {"pipelineRef": earlier["spec"]["pipelineRef"], "rerunOf": args.run}
-    for key in ("parameters", "parallelism", "failurePolicy", "priority", "timeoutSeconds", "cache"):
+    keys = (
+        "parameters",
+        "parallelism",
+        "failurePolicy",
+        "priority",
+        "timeoutSeconds",
+        "workspace",
+        "workspaceExclude",
+        "cache",
+    )
+    for key in keys:
         if key in earlier["spec"]:
             spec[key] = earlier["spec"][key]
     body = {

@@ -11,13 +11,14 @@ import yaml
 
 from orchest_operator import rbac, settings
 from orchest_operator.cli import build_parser
-from orchest_operator.models import PipelineDocument, RunDocument
+from orchest_operator.jobs.schedule import Schedule
+from orchest_operator.models import JobDocument, PipelineDocument, PipelineJobSpec, RunDocument
 from orchest_operator.podsecurity import restricted_violations
 from tests.support.deploy import MANIFESTS, file_objects, find, kustomize, validate
 
 # Kinds of other projects' CRDs, which the Kubernetes schemas do not know.
 FOREIGN = {"Application"}
-OURS = {"Pipeline": PipelineDocument, "PipelineRun": RunDocument}
+OURS = {"Pipeline": PipelineDocument, "PipelineRun": RunDocument, "PipelineJob": JobDocument}
 # swarm/ is a Docker Swarm stack (Enterprise Gateway with DockerSwarm kernels), not Kubernetes.
 NOT_KUBERNETES = {"swarm"}
 # Installed by the kustomize base: everything but the examples and the Argo CD extras.
@@ -182,3 +183,12 @@ def test_example_run_and_seed_fit_the_pipeline() -> None:
     pod = seed["spec"]["template"]["spec"]
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "orchest-quickstart"
     assert pod["containers"][0]["command"][-2:] == ["/opt/orchest/examples/quickstart/.", "/project/"]
+
+
+def test_example_job_fits_the_pipeline_and_the_model() -> None:
+    job = find(file_objects(EXAMPLES / "pipelinejob.yaml"), "PipelineJob")
+    spec = PipelineJobSpec.model_validate(job["spec"])
+    pipeline = find(file_objects(EXAMPLES / "pipeline.yaml"), "Pipeline")
+    assert spec.pipeline_ref.name == pipeline["metadata"]["name"]
+    assert set(spec.matrix) <= set(pipeline["spec"]["parameters"])
+    Schedule.parse(spec.schedule or "", spec.time_zone)

@@ -282,6 +282,8 @@ def test_a_pending_timeout_that_is_not_a_positive_whole_number_is_refused(value:
         PipelineSpec.model_validate({"steps": steps, "pendingTimeoutSeconds": value})
     for crd in all_crds().values():  # and the API server refuses it at admission
         field = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        if "runTemplate" in field:  # a PipelineJob's runs get it from their template
+            field = field["runTemplate"]["properties"]
         assert field["pendingTimeoutSeconds"]["minimum"] == 1
         assert field["pendingTimeoutSeconds"]["type"] == "integer"
 
