@@ -221,3 +221,14 @@ def test_the_quickstart_rerun_is_all_cached_in_a_tenth_of_the_time(tmp_path: Pat
     assert {s.phase.value for s in statuses[0].steps.values()} == {"Succeeded"}
     assert {s.phase.value for s in statuses[1].steps.values()} == {"Cached"}
     assert times[1] < times[0] / 10, times
+
+
+def test_an_isolated_run_neither_reuses_nor_records(tmp_path: Path) -> None:
+    pipeline = chain(tmp_path)
+    run(pipeline)
+    isolated = PipelineRunSpec.model_validate({"pipelineRef": {"name": "test"}, "workspace": "Isolated"})
+    loaded = load(pipeline)
+    assert loaded.document is not None
+    status = LocalRun(loaded.document.spec, tmp_path, isolated).execute()
+    assert {s.phase.value for s in status.steps.values()} == {"Succeeded"}
+    assert {s.message for s in status.steps.values()} == {None}

@@ -802,3 +802,13 @@ def test_a_shared_rerun_of_an_isolated_run_is_refused() -> None:
     refused = World(new_run(rerunOf="r1")).step(earlier=isolated_failed_run())
     assert refused.status["conditions"][0]["reason"] == Reason.RERUN_INVALID
     assert "rerun it with workspace: Isolated" in refused.status["conditions"][0]["message"]
+
+
+def test_an_isolated_run_neither_plans_nor_hands_its_steps_the_cache() -> None:
+    w = World(new_run(workspace="Isolated"), pipeline(cache=True))
+    w.step()
+    w.succeed(WS)
+    started = w.step()
+    [step_a] = started.create
+    env = [e["name"] for e in step_a["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert "ORCHEST_CACHE" not in env and w.status.cache_plan is None
