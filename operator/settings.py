@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from orchest_operator.leader.election import Timings
+
 REGISTRY = "ghcr.io/orchest-operator"
 EG_IMAGE = "elyra/enterprise-gateway:3.2.3"
 
@@ -28,6 +30,9 @@ ENV_PRIORITY_CLASSES = "ORCHEST_PRIORITY_CLASSES"
 ENV_STEP_EVENTS_MAX_STEPS = "ORCHEST_STEP_EVENTS_MAX_STEPS"
 ENV_STUCK_CHECK_AFTER = "ORCHEST_STUCK_CHECK_AFTER_SECONDS"
 ENV_STUCK_CHECK_EVERY = "ORCHEST_STUCK_CHECK_EVERY_SECONDS"
+ENV_LEASE_DURATION = "ORCHEST_LEADER_ELECTION_LEASE_DURATION_SECONDS"
+ENV_RENEW_DEADLINE = "ORCHEST_LEADER_ELECTION_RENEW_DEADLINE_SECONDS"
+ENV_RETRY_PERIOD = "ORCHEST_LEADER_ELECTION_RETRY_PERIOD_SECONDS"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -80,10 +85,24 @@ class Settings:
     # for a reason (a Pending pod's, or its Job's FailedCreate events), then again every interval.
     stuck_check_after_seconds: float = 5.0
     stuck_check_every_seconds: float = 10.0
+    # Leader election (``orchest operator --leader-elect``), kube-controller-manager's timings: a standby
+    # takes over once the Lease went unrenewed this long (as it observed it)...
+    lease_duration_seconds: float = 15.0
+    # ...the leader stops acting when it could not renew for this long (shorter: nobody acts in between)...
+    renew_deadline_seconds: float = 10.0
+    # ...and every replica looks at the Lease (the leader renews it) this often.
+    retry_period_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.default_step_image:
             object.__setattr__(self, "default_step_image", self.step_runner_image)
+        try:
+            self.lease_timings()
+        except ValueError as err:
+            raise SettingsError(f"leader election: {err}") from None
+
+    def lease_timings(self) -> Timings:
+        return Timings(self.lease_duration_seconds, self.renew_deadline_seconds, self.retry_period_seconds)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -123,6 +142,9 @@ class Settings:
         for name, attr in (
             (ENV_STUCK_CHECK_AFTER, "stuck_check_after_seconds"),
             (ENV_STUCK_CHECK_EVERY, "stuck_check_every_seconds"),
+            (ENV_LEASE_DURATION, "lease_duration_seconds"),
+            (ENV_RENEW_DEADLINE, "renew_deadline_seconds"),
+            (ENV_RETRY_PERIOD, "retry_period_seconds"),
         ):
             number = env.get(name, "").strip()
             if number:

@@ -18,7 +18,6 @@ from orchest_operator.cli.pipeline import add_run_options, run_request
 from orchest_operator.dag import Dag, PlanError
 from orchest_operator.models import API_VERSION, PipelineRunStatus, Priority, RunPhase, StepPhase
 from orchest_operator.pipelinefile import load
-from orchest_operator.progress import reporter_for
 
 if TYPE_CHECKING:  # the kubernetes client takes a second to import: only the cluster commands pay it
     from orchest_operator.remote import Cluster
@@ -31,7 +30,13 @@ def _cluster_command(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
-        from orchest_operator.remote import RemoteError
+        try:
+            from orchest_operator.remote import RemoteError
+        except ModuleNotFoundError as err:  # the images install only what their own command imports
+            raise CliError(
+                f"the cluster commands need the {err.name} package, which this installation lacks "
+                f"(pip install {err.name}, or pip install orchest-operator for the whole CLI)"
+            ) from None
 
         try:
             return handler(args)
@@ -144,6 +149,8 @@ def handle_submit(args: argparse.Namespace) -> int:
 
 
 def _watch(cluster: Cluster, name: str) -> int:
+    from orchest_operator.progress import reporter_for  # rich: the images do not install it
+
     reporter = reporter_for(sys.stdout)
     status = PipelineRunStatus()
     try:

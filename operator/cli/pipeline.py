@@ -26,7 +26,6 @@ from orchest_operator.jobs.convert import convert_job, is_job
 from orchest_operator.local import LocalRun, exit_code
 from orchest_operator.models import FailurePolicy, PipelineDocument, PipelineRunSpec, RunPhase, SelectionMode
 from orchest_operator.pipelinefile import Loaded, load, schema_problems
-from orchest_operator.progress import reporter_for, summary
 
 MODES = {mode.value.lower(): mode for mode in SelectionMode}
 POLICIES = {"fail-fast": FailurePolicy.FAIL_FAST, "continue": FailurePolicy.CONTINUE}
@@ -198,6 +197,15 @@ def parse_matrix(items: Iterable[str]) -> dict[str, list[Any]]:
 
 
 def handle_run(args: argparse.Namespace) -> int:
+    # Imported here: rich is for terminals, and the operator and step-runner images do not install it.
+    try:
+        from orchest_operator.progress import reporter_for, summary
+    except ModuleNotFoundError as err:
+        raise CliError(
+            f"orchest run needs the {err.name} package, which this installation lacks "
+            f"(pip install {err.name}, or pip install orchest-operator for the whole CLI)"
+        ) from None
+
     loaded, document = _loaded(args.pipeline)
     if document is None:
         return 2

@@ -88,3 +88,30 @@ def test_unusable_values_are_refused_with_the_variable_named(name: str, value: s
         Settings.from_env({name: value})
     assert message in str(err.value)
     assert name in str(err.value)
+
+
+def test_lease_timings_default_to_kube_controller_managers_and_take_fractions() -> None:
+    timings = Settings.from_env({}).lease_timings()
+    assert (timings.lease_duration, timings.renew_deadline, timings.retry_period) == (15, 10, 2)
+    short = Settings.from_env(
+        {
+            "ORCHEST_LEADER_ELECTION_LEASE_DURATION_SECONDS": "3",
+            "ORCHEST_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "2",
+            "ORCHEST_LEADER_ELECTION_RETRY_PERIOD_SECONDS": "0.25",
+        }
+    ).lease_timings()
+    assert (short.lease_duration, short.renew_deadline, short.retry_period) == (3, 2, 0.25)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ORCHEST_LEADER_ELECTION_RETRY_PERIOD_SECONDS": "soon"}, "must be a positive number of seconds"),
+        ({"ORCHEST_LEADER_ELECTION_RETRY_PERIOD_SECONDS": "-1"}, "must be a positive number of seconds"),
+        ({"ORCHEST_LEADER_ELECTION_LEASE_DURATION_SECONDS": "nan"}, "must be a positive number of seconds"),
+        ({"ORCHEST_LEADER_ELECTION_LEASE_DURATION_SECONDS": "5"}, "must be shorter than the lease duration"),
+    ],
+)
+def test_lease_timings_that_cannot_work_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
