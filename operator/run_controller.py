@@ -360,8 +360,8 @@ class RunController:
             self._runs.poke_within(key, wake_in + 0.05)
 
     async def _check(self, key: RunKey, steps: Mapping[str, tuple[str, str | None]]) -> None:
-        """Find why the pods of ``steps`` do not run: one list of the run's Pending pods and, if a step has
-        no pod, one of the namespace's FailedCreate events of Jobs. The next pass folds what was found."""
+        """Find why the pods of ``steps`` do not run: one list of the run's unfinished pods and, if a step
+        has no pod, one of the namespace's FailedCreate events of Jobs. The next pass folds what was found."""
         namespace = key[0]
         pods = await asyncio.to_thread(
             kube.list_objects,
@@ -369,7 +369,7 @@ class RunController:
             pykube.Pod,
             namespace,
             stuck.run_pods_selector(key[1]),
-            "status.phase=Pending",
+            stuck.UNFINISHED_PODS,
         )
         events: list[dict[str, Any]] = []
         if stuck.needs_events(steps, pods):

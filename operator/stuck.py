@@ -2,7 +2,7 @@
 
 The operator watches pods only once they have finished (``watching.py``), so a pod that never runs is
 invisible to it. Instead, a step whose Job has not shown a running pod a few seconds after it was created
-is *checked*: one list of the run's Pending pods and, when a step has no pod at all, one list of the
+is *checked*: one list of the run's unfinished pods and, when a step has no pod at all, one list of the
 namespace's ``FailedCreate`` events of Jobs. Healthy steps are never checked (a fast step is done before
 its first check; a long one shows ``status.ready`` on its Job, which the Job watch already brings), so
 the common path costs nothing. The choice and its cost are in ``bench/README.md``.
@@ -119,24 +119,25 @@ def causes(
     pods: Iterable[Mapping[str, Any]],
     events: Iterable[Mapping[str, Any]],
 ) -> dict[str, Cause]:
-    """Each checked step's cause, from the run's Pending pods and the namespace's ``FailedCreate`` events.
+    """Each checked step's cause, from the run's unfinished pods and the namespace's ``FailedCreate``
+    events.
 
-    ``steps`` maps a step to its Job's name and uid. A step with a Pending pod is judged by its pod (a
-    ``FailedCreate`` of an earlier attempt is history then); a step without one by its Job's events.
-    A step with nothing to report is left out: it is merely slow.
+    ``steps`` maps a step to its Job's name and uid. A step with a pod is judged by its Pending pods (a
+    ``FailedCreate`` of an earlier attempt is history then; a Running pod has no cause); a step without
+    one by its Job's events. A step with nothing to report is left out: it is merely slow.
     """
     by_job: dict[str, list[Mapping[str, Any]]] = {}
     for pod in pods:
-        labels = (pod.get("metadata") or {}).get("labels") or {}
-        job = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
-        if job and (pod.get("status") or {}).get("phase", "Pending") == "Pending":
+        job = _job_of(pod)
+        if job:
             by_job.setdefault(job, []).append(pod)
     events = list(events)
     found: dict[str, Cause] = {}
     for step, (job, uid) in steps.items():
         mine = by_job.get(job, [])
+        pending = (p for p in mine if (p.get("status") or {}).get("phase", "Pending") == "Pending")
         cause = (
-            next((c for c in map(pod_cause, mine) if c is not None), None)
+            next((c for c in map(pod_cause, pending) if c is not None), None)
             if mine
             else job_cause(events, job, uid)
         )
@@ -146,13 +147,19 @@ def causes(
 
 
 def needs_events(steps: Mapping[str, tuple[str, str | None]], pods: Iterable[Mapping[str, Any]]) -> bool:
-    """Whether some checked step has no Pending pod, so only its Job's events can say why."""
-    jobs = {
-        ((p.get("metadata") or {}).get("labels") or {}).get("batch.kubernetes.io/job-name")
-        or ((p.get("metadata") or {}).get("labels") or {}).get("job-name")
-        for p in pods
-    }
+    """Whether some checked step has no pod, so only its Job's events can say why."""
+    jobs = {_job_of(p) for p in pods}
     return any(job not in jobs for job, _uid in steps.values())
+
+
+def _job_of(pod: Mapping[str, Any]) -> str | None:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
+
+
+UNFINISHED_PODS = "status.phase!=Succeeded,status.phase!=Failed"
+"""The pods a check lists: a Running pod shows its step has a pod (no events to read), a Pending one why
+it does not run."""
 
 
 def run_pods_selector(run: str) -> dict[str, str]:

@@ -126,6 +126,16 @@ def test_each_step_is_judged_by_its_pending_pod_else_its_job_events() -> None:
     assert not needs_events({"a": ("r1-a", "u1")}, pods)
 
 
+
+def test_a_running_pod_has_no_cause_and_needs_no_events() -> None:
+    running = pending_pod("r1-b", waiting="ErrImagePull")  # a stale waiting state: the pod runs now
+    running["status"]["phase"] = "Running"
+    steps = {"b": ("r1-b", "u2")}
+    events = [failed_create("r1-b", QUOTA, "2026-01-01T00:00:01Z", uid="u2")]
+    assert causes(steps, [running], events) == {}
+    assert not needs_events(steps, [running])
+
+
 def test_one_failing_pull_is_one_cause() -> None:
     assert family("ErrImagePull") == family("ImagePullBackOff") != family("Unschedulable")
     assert family(None) is None
