@@ -20,16 +20,14 @@ import collections
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 import pykube
-import requests
 
-from orchest_operator import kube, metrics, naming, queue
+from orchest_operator import aiokube, kube, metrics, naming, queue
 from orchest_operator.builders.job import JobOptions
 from orchest_operator.coalesce import Coalescer
 from orchest_operator.dag import Dag
@@ -41,7 +39,6 @@ RunKey = tuple[str, str]  # (namespace, run name)
 PipelineKey = tuple[str, str]  # (namespace, pipeline name)
 JobSource = Callable[[RunKey], Iterable[JobView]]
 PodSource = Callable[[RunKey], Iterable[PodView]]
-_CREATE_CONCURRENCY = 16
 # The API server refuses these for good (invalid, forbidden by admission): retrying cannot help, the
 # step fails with the server's message. A quota refusal (also 403) is retried: quota frees up.
 _PERMANENT = {400, 403, 422}
@@ -51,7 +48,7 @@ _ECHOES_KEPT = 8  # resourceVersions of a run's own recent writes whose watch ev
 
 @dataclass
 class RunController:
-    api: pykube.HTTPClient
+    api: aiokube.APIClient
     options: JobOptions
     jobs: JobSource
     pods: PodSource
@@ -72,11 +69,6 @@ class RunController:
     _parsed: dict[RunKey, tuple[str, PipelineRunStatus]] = field(default_factory=dict)
     """Each active run's status as a model, with the resourceVersion it is the status of."""
     _admission: dict[PipelineKey, asyncio.Lock] = field(default_factory=dict)
-    # Job creation gets threads of its own: ``asyncio.to_thread`` shares the loop's default pool, which
-    # has only cpu_count + 4 threads (6 on a 2-core pod), so a fan-out would create 6 Jobs at a time.
-    _creating: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(_CREATE_CONCURRENCY, thread_name_prefix="orchest-create")
-    )
 
     def __post_init__(self) -> None:
         self._runs = Coalescer(self._reconcile, "reconcile")
@@ -112,7 +104,7 @@ class RunController:
     async def close(self) -> None:
         await self._runs.close()
         await self._pipelines.close()
-        self._creating.shutdown(wait=False, cancel_futures=True)
+        await self.api.close()
 
     async def _reconcile(self, key: RunKey, poked: float | None) -> None:
         namespace, name = key
@@ -120,7 +112,7 @@ class RunController:
         if run is None:
             if key in self._settled:
                 return  # a late event of a finished run's Job or pod
-            run = await asyncio.to_thread(kube.get, self.api, kube.PipelineRun, namespace, name)
+            run = await self.api.get(kube.PipelineRun, namespace, name)
             if run is None:
                 self._forget(key)
                 return
@@ -167,13 +159,9 @@ class RunController:
         pipeline = earlier = None
         not_started = status.start_time is None and not status.phase.finished
         if not_started:
-            pipeline = await asyncio.to_thread(
-                kube.get, self.api, kube.Pipeline, namespace, spec["pipelineRef"]["name"]
-            )
+            pipeline = await self.api.get(kube.Pipeline, namespace, spec["pipelineRef"]["name"])
         if status.snapshot is None and spec.get("rerunOf"):
-            earlier = await asyncio.to_thread(
-                kube.get, self.api, kube.PipelineRun, namespace, spec["rerunOf"]
-            )
+            earlier = await self.api.get(kube.PipelineRun, namespace, spec["rerunOf"])
         admission = await self._admission_of(run, pipeline, status) if not_started else queue.Admission()
         cached = self._dags.get(key)
         jobs = list(self.jobs(key))
@@ -223,15 +211,14 @@ class RunController:
         return queue.admit(queue.RunSummary.of(run), [queue.RunSummary.of(r) for r in siblings], policy)
 
     async def _runs_of(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
-        runs = await asyncio.to_thread(kube.list_objects, self.api, kube.PipelineRun, namespace)
+        runs = await self.api.list_objects(kube.PipelineRun, namespace)
         return [r for r in runs if r["spec"]["pipelineRef"]["name"] == pipeline]
 
     async def _create(self, key: RunKey, manifest: dict[str, Any]) -> None:
-        loop = asyncio.get_running_loop()
         step = manifest["metadata"]["labels"][naming.LABEL_STEP]
         job = manifest["metadata"]["name"]
         try:
-            await loop.run_in_executor(self._creating, kube.ensure, self.api, manifest)
+            await self.api.ensure(manifest)
         except kube.ForeignObject:
             # A run deleted and created again under the same name: its old Job still holds the name
             # until the garbage collector removes it. Try again shortly; never adopt it.
@@ -240,7 +227,7 @@ class RunController:
             self._in_flight.get(key, set()).discard(job)
             self._runs.poke_later(key, _FOREIGN_RETRY_SECONDS)
             return
-        except (pykube.exceptions.HTTPError, requests.HTTPError) as err:
+        except pykube.exceptions.HTTPError as err:
             message = str(err)
             if kube.status_code(err) not in _PERMANENT or "exceeded quota" in message:
                 raise
@@ -261,7 +248,7 @@ class RunController:
             if poked is not None:
                 metrics.REACTION.observe(time.perf_counter() - poked)
         for job in actions.delete:
-            await asyncio.to_thread(kube.delete, self.api, pykube.Job, namespace, job)
+            await self.api.delete(pykube.Job, namespace, job)
         current = run.get("status") or {}
         if actions.status != current:
             written = await self._write_status(key, run, actions.status)
@@ -306,19 +293,13 @@ class RunController:
         version = run["metadata"].get("resourceVersion")
         for _attempt in range(2):
             try:
-                return await asyncio.to_thread(
-                    kube.patch_status,
-                    self.api,
-                    kube.PipelineRun,
-                    namespace,
-                    name,
-                    patch,
-                    resource_version=version,
+                return await self.api.patch_status(
+                    kube.PipelineRun, namespace, name, patch, resource_version=version
                 )
-            except (pykube.exceptions.HTTPError, requests.HTTPError) as err:
+            except pykube.exceptions.HTTPError as err:
                 if kube.status_code(err) not in (404, 409):
                     raise
-            fresh = await asyncio.to_thread(kube.get, self.api, kube.PipelineRun, namespace, name)
+            fresh = await self.api.get(kube.PipelineRun, namespace, name)
             if fresh is None or (fresh.get("status") or {}) != current:
                 return None
             version = fresh["metadata"].get("resourceVersion")
@@ -337,7 +318,7 @@ class RunController:
         namespace, pipeline = key
         async with self._admission.setdefault(key, asyncio.Lock()):
             runs = await self._runs_of(namespace, pipeline)
-            pipeline_obj = await asyncio.to_thread(kube.get, self.api, kube.Pipeline, namespace, pipeline)
+            pipeline_obj = await self.api.get(kube.Pipeline, namespace, pipeline)
         for other in runs:
             if not (other.get("status") or {}).get("startTime"):
                 run_key = (namespace, other["metadata"]["name"])
@@ -348,13 +329,13 @@ class RunController:
             return  # runs of a deleted pipeline are the user's to keep
         limit = (pipeline_obj.get("spec") or {}).get("runHistoryLimit", 10)
         for old in queue.to_prune(runs, limit):
-            await asyncio.to_thread(kube.delete, self.api, kube.PipelineRun, namespace, old)
+            await self.api.delete(kube.PipelineRun, namespace, old)
             runs = [r for r in runs if r["metadata"]["name"] != old]
         summary = queue.pipeline_summary(runs)
         summary["observedGeneration"] = pipeline_obj["metadata"].get("generation")
         current = pipeline_obj.get("status") or {}
         if any(current.get(k) != v for k, v in summary.items()):
-            await asyncio.to_thread(kube.patch_status, self.api, kube.Pipeline, namespace, pipeline, summary)
+            await self.api.patch_status(kube.Pipeline, namespace, pipeline, summary)
 
     def _forget(self, key: RunKey) -> None:
         self._in_flight.pop(key, None)

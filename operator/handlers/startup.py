@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from orchest_operator import kube, watching
+from orchest_operator import aiokube, watching
 from orchest_operator.builders.job import JobOptions
 from orchest_operator.models import GROUP
 from orchest_operator.run_controller import RunController
@@ -34,7 +34,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     _controller = RunController(
-        api=kube.client(),
+        api=aiokube.client(),
         options=JobOptions(
             default_image=config.default_step_image,
             priority_classes=config.priority_classes,

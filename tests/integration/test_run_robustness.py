@@ -127,18 +127,18 @@ async def test_a_transient_error_after_a_run_finishes_does_not_strand_the_queue(
     cluster: Cluster, operator, fake_kubelet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One failed LIST in _phase_changed (after the finished status is written) and nobody pokes y again."""
-    from orchest_operator import kube
+    from orchest_operator import aiokube, kube
 
-    real = kube.list_objects
+    real = aiokube.APIClient.list_objects
     armed = {"on": False}
 
-    def flaky(api, cls, namespace, selector=None):  # type: ignore[no-untyped-def]
+    async def flaky(api, cls, namespace, selector=None):  # type: ignore[no-untyped-def]
         if armed["on"] and cls is kube.PipelineRun and finished(cluster, "x"):
             armed["on"] = False
             raise RuntimeError("transient: connection reset")
-        return real(api, cls, namespace, selector)
+        return await real(api, cls, namespace, selector)
 
-    monkeypatch.setattr(kube, "list_objects", flaky)
+    monkeypatch.setattr(aiokube.APIClient, "list_objects", flaky)
     await operator(OPERATOR)
     await fake_kubelet(run_time=1.0, job_complete_delay=0.05)
     await start(cluster, pipeline(steps=ONE), run("x"))
