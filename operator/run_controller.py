@@ -92,6 +92,30 @@ class RunController:
         self._latest[key] = dict(body)
         self.poke(*key)
 
+    def is_own_create(self, event: Mapping[str, Any]) -> bool:
+        """The ADDED event of a Job this process created (or is creating) for an active run: it brings
+        nothing the run does not know (an empty status), so the watch drops it (``echoes``). The Job stays
+        "in flight" for the run until a later event of the Job (the Job controller's first status) puts it
+        in the index. A Job of another owner under the same name is not this process's own, nor is any
+        Job of a listing, so a restarted operator indexes every Job it finds."""
+        if event.get("type") != "ADDED":
+            return False
+        body = event.get("object") or {}
+        meta = body.get("metadata") or {}
+        key = index_key(meta.get("namespace", ""), body)
+        if key is None or meta.get("name") not in self._in_flight.get(key, ()):
+            return False
+        run = self._latest.get(key)
+        return run is not None and kube._controller_uid(body) == run["metadata"].get("uid")
+
+    def job_deleted(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        """A Job whose ADDED event was dropped may go before any other event of it put it in the index:
+        then it is no longer in flight, and the run's next pass sees the step without a Job."""
+        key = index_key(namespace, dict(body))
+        if key:
+            self._in_flight.get(key, set()).discard(name)
+            self.poke(*key)
+
     def sync_pipeline(self, namespace: str, pipeline: str) -> None:
         """Re-admit the pipeline's queue, prune its history and refresh its run summary (coalesced)."""
         self._pipelines.poke((namespace, pipeline))

@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from orchest_operator import aiokube, watching
+from orchest_operator import aiokube, echoes, watching
 from orchest_operator.builders.job import JobOptions
 from orchest_operator.models import GROUP
 from orchest_operator.run_controller import RunController
@@ -42,6 +42,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         jobs=lambda key: (),
         pods=lambda key: (),
     )
+    echoes.install()
+    echoes.skip(watching.JOBS, _controller.is_own_create)
 
 
 @kopf.on.cleanup()
