@@ -43,6 +43,7 @@ PodSource = Callable[[RunKey], Iterable[PodView]]
 # step fails with the server's message. A quota refusal (also 403) is retried: quota frees up.
 _PERMANENT = {400, 403, 422}
 _FOREIGN_RETRY_SECONDS = 2.0
+_CREATE_WINDOW = kube.POOL_SIZE  # creates in flight at once: as many as the client has connections
 _ECHOES_KEPT = 8  # resourceVersions of a run's own recent writes whose watch events are skipped
 
 
@@ -238,6 +239,29 @@ class RunController:
         runs = await self.api.list_objects(kube.PipelineRun, namespace)
         return [r for r in runs if r["spec"]["pipelineRef"]["name"] == pipeline]
 
+    async def _create_all(self, key: RunKey, manifests: list[dict[str, Any]]) -> None:
+        """Create a pass's Jobs at once, at most ``_CREATE_WINDOW`` in flight. Once one fails with an error
+        that may pass (a quota, the server overloaded), the rest are not sent: the pass fails and is
+        retried with backoff, so a server that refuses costs a window of requests per attempt, not a
+        request per step (client-go's controllers create their pods in a "slow start" for the same
+        reason; a window keeps the happy path as fast as a plain burst)."""
+        window = asyncio.Semaphore(_CREATE_WINDOW)
+        failed: list[Exception] = []
+
+        async def one(manifest: dict[str, Any]) -> None:
+            async with window:
+                if failed:
+                    self._in_flight.get(key, set()).discard(manifest["metadata"]["name"])
+                    return
+                try:
+                    await self._create(key, manifest)
+                except Exception as err:
+                    failed.append(err)
+
+        await asyncio.gather(*(one(m) for m in manifests))
+        if failed:
+            raise failed[0]
+
     async def _create(self, key: RunKey, manifest: dict[str, Any]) -> None:
         step = manifest["metadata"]["labels"][naming.LABEL_STEP]
         job = manifest["metadata"]["name"]
@@ -267,7 +291,7 @@ class RunController:
         namespace = key[0]
         if actions.create:
             self._in_flight.setdefault(key, set()).update(m["metadata"]["name"] for m in actions.create)
-            await asyncio.gather(*(self._create(key, m) for m in actions.create))
+            await self._create_all(key, actions.create)
             metrics.STEPS_STARTED.inc(len(actions.create))
             if poked is not None:
                 metrics.REACTION.observe(time.perf_counter() - poked)

@@ -10,7 +10,7 @@ from typing import Any
 import pykube
 import pytest
 
-from orchest_operator import coalesce
+from orchest_operator import coalesce, run_controller
 from orchest_operator.builders.job import JobOptions
 from orchest_operator.coalesce import Coalescer
 from orchest_operator.run_controller import RunController, RunKey, merge_patch
@@ -234,3 +234,50 @@ async def test_an_edit_seen_while_a_status_write_is_on_its_way_is_not_lost(
     )
     assert api.patches, "the status was written"
     assert ctl._latest[("ns", "r")]["spec"] == {"cancel": True}, "the next pass reads the cancel"
+
+
+class _RefusingApi:
+    """Creates Jobs until ``room`` is used up, then answers as a full ResourceQuota does."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.posts = 0
+
+    async def ensure(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.posts += 1
+        await asyncio.sleep(0.001)
+        if self.posts > self.room:
+            raise pykube.exceptions.HTTPError(403, "jobs.batch is forbidden: exceeded quota: jobs")
+        return manifest
+
+
+def _job_manifest(i: int) -> dict[str, Any]:
+    return {"metadata": {"name": f"r-s{i}", "labels": {"orchest.io/step": f"s{i}"}}}
+
+
+async def test_a_refusing_server_gets_a_window_of_creates_not_one_per_step() -> None:
+    api = _RefusingApi(room=10)
+    ctl = RunController(
+        api=api,  # type: ignore[arg-type]
+        options=JobOptions(default_image="x"),
+        jobs=lambda _k: (),
+        pods=lambda _k: (),
+    )
+    manifests = [_job_manifest(i) for i in range(500)]
+    ctl._in_flight[("ns", "r")] = {m["metadata"]["name"] for m in manifests}
+    with pytest.raises(pykube.exceptions.HTTPError, match="exceeded quota"):
+        await ctl._create_all(("ns", "r"), manifests)
+    assert api.posts <= 10 + 2 * run_controller._CREATE_WINDOW, "the pass is retried with backoff instead"
+    assert len(ctl._in_flight[("ns", "r")]) == api.posts, "the Jobs not sent are not in flight"
+
+
+async def test_all_of_a_passs_jobs_are_created_when_none_is_refused() -> None:
+    api = _RefusingApi(room=1000)
+    ctl = RunController(
+        api=api,  # type: ignore[arg-type]
+        options=JobOptions(default_image="x"),
+        jobs=lambda _k: (),
+        pods=lambda _k: (),
+    )
+    await ctl._create_all(("ns", "r"), [_job_manifest(i) for i in range(300)])
+    assert api.posts == 300
