@@ -36,6 +36,7 @@ class Model(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
+        use_attribute_docstrings=True,
     )
 
     def wire(self) -> dict[str, Any]:
@@ -53,24 +54,37 @@ LIST_MAP_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys
 
 
 class EnvVar(Model):
+    """An environment variable of a step's container."""
+
     name: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=ENV_NAME)]
+    """The variable's name, as a process sees it."""
     value: str = ""
+    """The variable's value; empty when unset."""
 
 
 class Resources(Model):
     """Kubernetes requests and limits; extended resources such as ``nvidia.com/gpu`` are allowed."""
 
     requests: dict[str, Quantity] | None = None
+    """What the step's pod asks the scheduler for, e.g. `cpu: 500m`, `memory: 1Gi`."""
     limits: dict[str, Quantity] | None = None
+    """The most the step's container may use, e.g. `memory: 2Gi`, `nvidia.com/gpu: 1`."""
 
 
 class Volume(Model):
+    """The PersistentVolumeClaim that holds the pipeline directory."""
+
     claim_name: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS1123_LABEL)]
+    """The PersistentVolumeClaim that holds the pipeline directory, in the Pipeline's namespace."""
     sub_path: Annotated[str, StringConstraints(max_length=1024, pattern=r"^[^/]")] | None = None
+    """A directory inside the claim to mount instead of its root."""
     mount_path: Annotated[str, StringConstraints(max_length=1024, pattern=r"^/")] = "/project"
+    """Where steps, kernels and jupyter-server see the pipeline directory; steps run in it."""
 
 
 class Step(Model):
+    """One notebook or script of the pipeline, run as one Kubernetes Job."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -80,14 +94,25 @@ class Step(Model):
     )
 
     name: StepName
+    """The step's name: unique in the pipeline, a DNS label, at most 40 characters."""
     file: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=STEP_FILE)]
+    """The notebook (.ipynb, run by papermill), Python (.py) or shell (.sh) file to run, relative to the
+    pipeline directory."""
     image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    """The container image the step runs in; defaults to the pipeline's `image`. It must have orchest
+    installed (build it FROM the step runner image)."""
     parameters: FreeMap | None = None
+    """Parameters of this step; they override the pipeline's and are overridden by a run's."""
     env: Annotated[list[EnvVar], Field(json_schema_extra=LIST_MAP_BY_NAME)] | None = None
+    """Environment variables of this step; they override the pipeline's of the same name."""
     resources: Resources | None = None
+    """Requests and limits of this step's container; they replace the pipeline's."""
     depends_on: Annotated[list[StepName], Field(max_length=1000)] = []
+    """Steps that must succeed before this one starts."""
     retries: Annotated[int, Field(ge=0, le=10)] = 0
+    """How many times a failed step is tried again (the Job's backoffLimit)."""
     timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    """How long the step may run, once its pod runs, before it fails; unset means no limit."""
 
 
 class ConcurrencyPolicy(StrEnum):
@@ -103,31 +128,59 @@ class ProcessProxy(StrEnum):
 
 
 class Kernel(Model):
+    """A kernel the interactive session offers, run as its own pod (or container)."""
+
     name: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=DNS1123_LABEL)]
+    """The kernelspec's name, a DNS label."""
     image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    """The kernel's image, which must contain Enterprise Gateway's kernel bootstrap; defaults to the
+    pipeline's image."""
     display_name: Annotated[str, StringConstraints(max_length=128)] | None = None
+    """The name JupyterLab shows for this kernel."""
     language: Annotated[str, StringConstraints(min_length=1, max_length=40)] = "python"
+    """The kernel's language, as JupyterLab shows it."""
 
 
 class Session(Model):
+    """An interactive session: Jupyter Enterprise Gateway plus a jupyter-server on the pipeline's volume."""
+
     enabled: bool = False
+    """Whether the operator runs an interactive session (Enterprise Gateway and jupyter-server) for the
+    pipeline; it needs `volume`."""
     kernels: Annotated[list[Kernel], Field(max_length=20, json_schema_extra=LIST_MAP_BY_NAME)] = []
+    """The kernels the session offers; default: one `python` kernel on the pipeline's image."""
     process_proxy: ProcessProxy = ProcessProxy.KUBERNETES
+    """Where kernels run: as pods (`Kubernetes`) or as containers on a Docker (Swarm) host."""
     docker_host_secret: (
         Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS1123_LABEL)] | None
     ) = None
+    """For `Docker`/`DockerSwarm`: a Secret with a `DOCKER_HOST` key (plus `ca.pem`, `cert.pem`,
+    `key.pem` for TLS)."""
 
 
 class PipelineSpec(Model):
+    """A DAG of notebook and script steps that share one directory."""
+
     image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    """The default image of the steps and kernels."""
     volume: Volume | None = None
+    """The PersistentVolumeClaim that holds the pipeline directory, shared by every step; needed on a
+    cluster."""
     parameters: FreeMap = {}
+    """Parameters of every step; a step's own and a run's override them."""
     env: Annotated[list[EnvVar], Field(json_schema_extra=LIST_MAP_BY_NAME)] = []
+    """Environment variables of every step."""
     resources: Resources | None = None
+    """Default requests and limits of every step."""
     steps: Annotated[list[Step], Field(min_length=1, max_length=1000, json_schema_extra=LIST_MAP_BY_NAME)]
+    """The steps, a DAG through their `dependsOn`."""
     concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.QUEUE
+    """What happens to a run submitted while another run of this pipeline is active: `Queue` it
+    (default), `Allow` both, or `Forbid` (fail) the new one."""
     run_history_limit: Annotated[int, Field(ge=0, le=1000)] = 10
+    """How many finished runs of this pipeline are kept; older ones are deleted."""
     session: Session = Session()
+    """The pipeline's interactive session."""
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
@@ -185,12 +238,20 @@ class Priority(StrEnum):
 
 
 class PipelineRef(Model):
+    """A reference to a Pipeline in the same namespace."""
+
     name: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS1123_LABEL)]
+    """The Pipeline's name, in the run's namespace."""
 
 
 class Selection(Model):
+    """Which steps a run executes (Orchest's partial runs)."""
+
     mode: SelectionMode = SelectionMode.ALL
+    """Which steps run: `All`, the `Selected` ones, the selected ones and everything they need
+    (`Incoming`), or the selected ones and everything that depends on them (`Downstream`)."""
     steps: Annotated[list[StepName], Field(max_length=1000)] = []
+    """The steps the mode starts from; required unless the mode is `All`."""
 
 
 SELECTION_RULES = [
@@ -202,19 +263,33 @@ SELECTION_RULES = [
 
 
 class PipelineRunSpec(Model):
+    """One execution of a Pipeline: one Job per selected step, in DAG order."""
+
     pipeline_ref: PipelineRef
+    """The Pipeline to run, in the run's namespace."""
     selection: Annotated[
         Selection, Field(json_schema_extra={"x-kubernetes-validations": SELECTION_RULES})
     ] = Selection()
+    """Which steps of the pipeline to run."""
     parameters: FreeMap = {}
+    """Parameters that override the pipeline's and the steps' for this run."""
     parallelism: Annotated[int, Field(ge=0, le=10000)] = 0
+    """How many steps may run at once; 0 means as many as the DAG allows."""
     failure_policy: FailurePolicy = FailurePolicy.FAIL_FAST
+    """On a failed step: `FailFast` stops starting steps, `Continue` runs every step that does not
+    depend on the failure."""
     priority: Priority = Priority.BACKGROUND
+    """`Interactive` runs are admitted before `Background` ones and their pods get the
+    `orchest-interactive` PriorityClass."""
     timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    """How long the whole run may take before it fails; unset means no limit."""
     cancel: bool = False
+    """Set to true to cancel the run: running steps are stopped and recorded `Cancelled`."""
     rerun_of: (
         Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS1123_LABEL)] | None
     ) = None
+    """A finished run of the same pipeline: only the steps that did not succeed there, and what
+    depends on them, run again; the rest is reused."""
 
 
 class RunPhase(StrEnum):
@@ -267,18 +342,30 @@ class StepFailure(Model):
     """Where a notebook failed: the cell index counts the user's cells only (not injected parameters)."""
 
     cell: int | None = None
+    """The failing cell's index among the user's cells (the injected parameters cell not counted)."""
     ename: str | None = None
+    """The exception's class, e.g. `ValueError`."""
     evalue: str | None = None
+    """The exception's message."""
 
 
 class StepStatus(Model):
+    """What one step of a run did."""
+
     phase: StepPhase = StepPhase.PENDING
+    """Pending, Running, Succeeded, Failed, Skipped, Cancelled or Reused."""
     job_name: str | None = None
+    """The step's Job."""
     start_time: str | None = None
+    """When the step's Job was created."""
     completion_time: str | None = None
+    """When the step finished."""
     attempts: int | None = None
+    """How many pods ran the step (more than one after retries)."""
     message: str | None = None
+    """Why the step is in its phase, in the cluster's or the step's own words."""
     failure: StepFailure | None = None
+    """For a failed notebook: the failing cell and its exception."""
 
 
 class ConditionStatus(StrEnum):
@@ -288,11 +375,18 @@ class ConditionStatus(StrEnum):
 
 
 class Condition(Model):
+    """A standard Kubernetes condition."""
+
     type: str = "Succeeded"
+    """The condition's type; runs have one, `Succeeded`."""
     status: ConditionStatus
+    """True when the run succeeded, False when it failed or was cancelled, Unknown before."""
     reason: str
+    """A one-word reason, e.g. `Running`, `Queued`, `StepFailed`, `Timeout`."""
     message: str = ""
+    """A sentence for people."""
     last_transition_time: str
+    """When the status last changed."""
 
 
 class RunSnapshot(Model):
@@ -300,19 +394,32 @@ class RunSnapshot(Model):
     edits of the Pipeline never change a run that was already submitted."""
 
     pipeline: PipelineSpec
+    """The Pipeline's spec as it was when the run was first seen."""
     selected: list[str]
+    """The steps this run executes."""
     reused: list[str] = []
+    """Steps reused from the run named in `rerunOf`."""
 
 
 class PipelineRunStatus(Model):
+    """What the run did so far, as the operator observed it."""
+
     phase: RunPhase = RunPhase.PENDING
+    """Pending, Queued, Running, Succeeded, Failed or Cancelled."""
     start_time: str | None = None
+    """When the run was admitted."""
     completion_time: str | None = None
+    """When the run finished."""
     progress: str | None = None
+    """Finished steps out of selected steps, e.g. `3/5`."""
     steps: dict[str, StepStatus] = {}
+    """Each selected step's status, by step name."""
     conditions: list[Condition] = []
+    """The run's `Succeeded` condition (for `kubectl wait --for=condition=Succeeded`)."""
     observed_generation: int | None = None
+    """The spec generation this status was computed from."""
     snapshot: RunSnapshot | None = None
+    """What the run executes, frozen when it was first seen."""
 
 
 class RunDocument(Model):
@@ -336,19 +443,36 @@ class SessionPhase(StrEnum):
 
 
 class SessionStatus(Model):
+    """The state of the pipeline's interactive session."""
+
     phase: SessionPhase = SessionPhase.STOPPED
+    """Starting, Ready, Stopped or Failed."""
     url: str | None = None
+    """jupyter-server's in-cluster URL."""
     token_secret: str | None = None
+    """The Secret whose `token` key logs in to jupyter-server."""
     kernels: list[str] = []
+    """The kernelspecs the gateway offers."""
     reason: str | None = None
+    """Why the session is in its phase (one word)."""
     message: str | None = None
+    """Why the session is in its phase (for people)."""
     since: str | None = None
+    """When the session entered its phase."""
 
 
 class PipelineStatus(Model):
+    """The pipeline's steps, session and runs, as the operator observed them."""
+
     step_count: int | None = None
+    """How many steps the pipeline has."""
     session: SessionStatus | None = None
+    """The interactive session's state."""
     last_run: str | None = None
+    """The pipeline's most recently admitted run."""
     active_runs: list[str] = []
+    """Runs of this pipeline that are running."""
     queued_runs: list[str] = []
+    """Runs of this pipeline waiting for an active run to finish."""
     observed_generation: int | None = None
+    """The spec generation this status was computed from."""

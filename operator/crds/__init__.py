@@ -98,11 +98,17 @@ def schema_of(model: type[BaseModel], *, keep_defaults: bool = True) -> dict[str
     return structural(raw, defs, keep_defaults=keep_defaults)
 
 
+_API_VERSION_DOC = "The versioned schema of this representation of an object (orchest.io/v1alpha1)."
+_KIND_DOC = "The REST resource this object represents."
+_METADATA_DOC = "Standard object metadata: name, namespace, labels, annotations."
+
+
 def _crd(
     *,
     kind: str,
     plural: str,
     short: str,
+    description: str,
     spec: dict[str, Any],
     status: dict[str, Any],
     columns: list[dict[str, Any]],
@@ -131,12 +137,13 @@ def _crd(
                     "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
+                            "description": description,
                             "type": "object",
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                "apiVersion": {"type": "string", "description": _API_VERSION_DOC},
+                                "kind": {"type": "string", "description": _KIND_DOC},
+                                "metadata": {"type": "object", "description": _METADATA_DOC},
                                 "spec": spec,
                                 "status": status,
                             },
@@ -153,6 +160,8 @@ def pipeline_crd() -> dict[str, Any]:
         kind="Pipeline",
         plural="pipelines",
         short="opl",
+        description="A DAG of notebooks and scripts that share one directory, with an optional interactive "
+        "Jupyter session. Run it with a PipelineRun.",
         spec=schema_of(models.PipelineSpec),
         status=schema_of(models.PipelineStatus, keep_defaults=False),
         columns=[
@@ -170,6 +179,8 @@ def pipelinerun_crd() -> dict[str, Any]:
         kind="PipelineRun",
         plural="pipelineruns",
         short="oplr",
+        description="One execution of a Pipeline, or of a selection of its steps: one Kubernetes Job per "
+        "step, in DAG order, in parallel where the DAG allows.",
         spec=spec,
         status=schema_of(models.PipelineRunStatus, keep_defaults=False),
         columns=[

@@ -100,6 +100,7 @@ def test_schema_carries_defaults_enums_and_bounds() -> None:
     steps = pipeline["properties"]["spec"]["properties"]["steps"]
     assert (steps["minItems"], steps["maxItems"]) == (1, 1000)
     retries = steps["items"]["properties"]["retries"]
+    assert retries.pop("description")
     assert retries == {"type": "integer", "default": 0, "minimum": 0, "maximum": 10}
 
 
@@ -137,3 +138,17 @@ def test_orchest_crds_write_outside_a_repository(
     assert capsys.readouterr().err == (
         f"orchest: no repository root (with manifests/ and charts/orchest/) above {where}; use --root\n"
     )
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_field_is_described_for_kubectl_explain(name: str) -> None:
+    """``kubectl explain`` prints a field's description: a field without one documents nothing."""
+    schema = all_crds()[name]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    undescribed = [
+        f"{path}.{field}"
+        for path, node in _schema_nodes(schema)
+        for field, child in node.get("properties", {}).items()
+        if not child.get("description")
+    ]
+    assert schema.get("description"), "the kind itself has no description"
+    assert undescribed == [], f"fields without a description (add a docstring under the field): {undescribed}"
