@@ -11,6 +11,7 @@ place that knows the kubeconfig, the rotating in-cluster token, the CA bundle an
 from __future__ import annotations
 
 import json
+import os
 import ssl
 from typing import Any
 
@@ -53,7 +54,11 @@ class APIClient:
         if verify is False:
             self._ssl = False
         else:
-            context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+            bundle = verify if isinstance(verify, str) else None
+            in_dir = bundle is not None and os.path.isdir(bundle)  # requests takes a directory too
+            context = ssl.create_default_context(
+                cafile=None if in_dir else bundle, capath=bundle if in_dir else None
+            )
             if creds.cert is not None:
                 context.load_cert_chain(*creds.cert)
             self._ssl = context

@@ -7,10 +7,15 @@ from __future__ import annotations
 import asyncio
 import http.server
 import os
+import shutil
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pykube
 import pytest
 
@@ -251,3 +256,61 @@ echo '{{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCrede
     assert creds.expire(), "a 401 forgets it"
     assert creds.authorization() == "Bearer from-exec"
     assert runs.read_text().count("run") == 2
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """An HTTPS API server with a self-signed certificate for the name ``api.test`` (not its address)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "ca.crt", tmp_path / "key.pem"
+    request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=api.test"]
+    names = ["-addext", "subjectAltName=DNS:api.test"]
+    subprocess.run(
+        ["openssl", *request, *names, "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True
+    )
+    _Recorder.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], cert
+    server.shutdown()
+    server.server_close()
+
+
+def _tls_credentials(port: int, cluster: dict[str, Any]) -> kube.Credentials:
+    config = pykube.KubeConfig(
+        {
+            "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}", **cluster}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "c",
+        }
+    )
+    return kube.Credentials(config)
+
+
+def _list_with_asyncio_client(creds: kube.Credentials) -> None:
+    async def call() -> None:
+        api = aiokube.APIClient(creds)
+        try:
+            await api.list_objects(pykube.Job, "ns")
+        finally:
+            await api.close()
+
+    asyncio.run(call())
+
+
+def test_the_asyncio_client_trusts_the_kubeconfigs_ca_and_server_name(tls_server: tuple[int, Path]) -> None:
+    port, ca = tls_server
+    _list_with_asyncio_client(
+        _tls_credentials(port, {"certificate-authority": str(ca), "tls-server-name": "api.test"})
+    )
+    assert _Recorder.seen == ["Bearer t"]
+    with pytest.raises(aiohttp.ClientConnectorCertificateError):  # the address is not the certificate's name
+        _list_with_asyncio_client(_tls_credentials(port, {"certificate-authority": str(ca)}))
+    with pytest.raises(aiohttp.ClientConnectorCertificateError):  # nor is the CA trusted by default
+        _list_with_asyncio_client(_tls_credentials(port, {"tls-server-name": "api.test"}))
