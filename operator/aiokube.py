@@ -41,6 +41,14 @@ class APIClient:
     calls do, so callers handle both clients' refusals alike (``kube.status_code``)."""
 
     def __init__(self, credentials: kube.Credentials, *, timeout: float = 30.0, limit: int = kube.POOL_SIZE):
+        provider = credentials.config.user.get("auth-provider")
+        if provider:
+            # pykube still speaks these; every other Kubernetes client dropped them (kubectl in 1.26).
+            raise kube.UnsupportedCredentials(
+                f"the kubeconfig's user logs in with auth-provider {provider.get('name')!r}, which the"
+                " operator does not support: use the provider's exec plugin instead (e.g."
+                " gke-gcloud-auth-plugin, kubelogin)"
+            )
         self.credentials = credentials
         self.namespace = credentials.config.namespace
         self._timeout = aiohttp.ClientTimeout(total=timeout)

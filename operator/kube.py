@@ -103,6 +103,10 @@ class TokenFile:
         return self.token
 
 
+class UnsupportedCredentials(Exception):
+    """The kubeconfig logs in a way the operator's asyncio client cannot."""
+
+
 class Credentials:
     """Where the API server is and how to log in to it, in one place for both of the operator's clients
     (pykube's, and the asyncio one of ``aiokube``): the server and its CA bundle, the proxy, the client

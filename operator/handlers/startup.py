@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from orchest_operator import aiokube, echoes, watching
+from orchest_operator import aiokube, echoes, kube, watching
 from orchest_operator.builders.job import JobOptions
 from orchest_operator.models import GROUP
 from orchest_operator.run_controller import RunController
@@ -33,8 +33,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     watching.configure(settings)
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    try:
+        api = aiokube.client()
+    except kube.UnsupportedCredentials as err:
+        raise kopf.PermanentError(str(err)) from None
     _controller = RunController(
-        api=aiokube.client(),
+        api=api,
         options=JobOptions(
             default_image=config.default_step_image,
             priority_classes=config.priority_classes,
@@ -49,6 +53,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.cleanup()
 async def shutdown(**_: Any) -> None:
     global _controller
+    echoes.clear()
     if _controller is not None:
         await _controller.close()
         _controller = None

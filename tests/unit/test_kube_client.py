@@ -314,3 +314,16 @@ def test_the_asyncio_client_trusts_the_kubeconfigs_ca_and_server_name(tls_server
         _list_with_asyncio_client(_tls_credentials(port, {"certificate-authority": str(ca)}))
     with pytest.raises(aiohttp.ClientConnectorCertificateError):  # nor is the CA trusted by default
         _list_with_asyncio_client(_tls_credentials(port, {"tls-server-name": "api.test"}))
+
+
+def test_an_auth_provider_kubeconfig_is_refused_by_the_asyncio_client_with_a_clear_error() -> None:
+    config = pykube.KubeConfig(
+        {
+            "clusters": [{"name": "c", "cluster": {"server": "https://h:6443"}}],
+            "users": [{"name": "u", "user": {"auth-provider": {"name": "gcp", "config": {}}}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "c",
+        }
+    )
+    with pytest.raises(kube.UnsupportedCredentials, match=r"auth-provider 'gcp'.*exec plugin"):
+        aiokube.APIClient(kube.Credentials(config))
