@@ -149,10 +149,19 @@ class APIClient:
         return None if status == 404 else self._checked(status, parsed)
 
     async def list_objects(
-        self, cls: type[APIObject], namespace: str, selector: dict[str, str] | None = None
+        self,
+        cls: type[APIObject],
+        namespace: str,
+        selector: dict[str, str] | None = None,
+        fields: str | None = None,
     ) -> list[dict[str, Any]]:
-        params = {"labelSelector": ",".join(f"{k}={v}" for k, v in selector.items())} if selector else None
-        found = self._checked(*await self.request("GET", path(cls, namespace), params=params))
+        """``fields`` is a field selector the server applies; callers must not rely on it to be exact."""
+        params: dict[str, str] = {}
+        if selector:
+            params["labelSelector"] = ",".join(f"{k}={v}" for k, v in selector.items())
+        if fields:
+            params["fieldSelector"] = fields
+        found = self._checked(*await self.request("GET", path(cls, namespace), params=params or None))
         return kube.listed(cls, found, selector)
 
     async def delete(
@@ -163,6 +172,13 @@ class APIClient:
         status, parsed = await self.request("DELETE", path(cls, namespace, name), body=body)
         if status != 404:
             self._checked(status, parsed)
+
+    async def patch(
+        self, cls: type[APIObject], namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """JSON merge patch (RFC 7386): maps merge, ``None`` removes a key, lists are replaced."""
+        url = path(cls, namespace, name)
+        return self._checked(*await self.request("PATCH", url, body=body, content_type=_MERGE_PATCH))
 
     async def patch_status(
         self,

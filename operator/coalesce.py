@@ -46,6 +46,12 @@ class Coalescer(Generic[K]):
 
         self._timers[key] = asyncio.get_running_loop().call_later(max(delay, 0.0), wake)
 
+    def poke_within(self, key: K, delay: float) -> None:
+        """Poke ``key`` within ``delay`` seconds: an earlier wake-up stays, a later one is brought forward."""
+        handle = self._timers.get(key)
+        if handle is None or handle.when() > asyncio.get_running_loop().time() + delay:
+            self.poke_later(key, delay)
+
     def has_wakeup(self, key: K) -> bool:
         return key in self._timers
 

@@ -51,20 +51,26 @@ def unique(name: str, taken: set[str], limit: int) -> str:
 
 def convert(data: Any, source: str) -> str:
     """The Pipeline YAML text for the parsed Orchest JSON ``data``; ``source`` names it in the header."""
+    document, header = pipeline_document(data, source)
+    return header + render(document)
+
+
+def render(document: dict[str, Any]) -> str:
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
+
+
+def pipeline_document(data: Any, source: str) -> tuple[dict[str, Any], str]:
+    """The Pipeline (steps in dependency order) for the parsed Orchest JSON ``data``, and the header of
+    comments about what did not convert; raises ``ConvertError``."""
     if not isinstance(data, dict):
         raise ConvertError(["expected an Orchest pipeline (a JSON object with name and steps)"])
     steps = data.get("steps")
     if not isinstance(steps, dict) or not steps:
         raise ConvertError(["steps: expected an object of steps keyed by uuid"])
-    problems: list[str] = []
-    names: dict[str, str] = {}
-    taken: set[str] = set()
-    for uuid, step in steps.items():
-        if not isinstance(step, dict):
-            problems.append(f"steps.{uuid}: expected an object")
-            continue
-        title = str(step.get("title") or PurePosixPath(str(step.get("file_path") or "")).stem)
-        names[uuid] = unique(dns_label(title, MAX_STEP_NAME, "step"), taken, MAX_STEP_NAME)
+    problems = [
+        f"steps.{uuid}: expected an object" for uuid, step in steps.items() if not isinstance(step, dict)
+    ]
+    names = step_names(data)
 
     converted: list[dict[str, Any]] = []
     environments: dict[str, list[str]] = {}
@@ -112,8 +118,19 @@ def convert(data: Any, source: str) -> str:
         raise ConvertError(found)
     order = {name: i for i, name in enumerate(dag.Dag.of(parsed.spec).order)}
     converted.sort(key=lambda entry: order[entry["name"]])
-    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
-    return _header(source, environments, data.get("services")) + body
+    return document, _header(source, environments, data.get("services"))
+
+
+def step_names(data: dict[str, Any]) -> dict[str, str]:
+    """Orchest step uuid → the step's name in the converted Pipeline (as :func:`pipeline_document` names
+    them)."""
+    taken: set[str] = set()
+    names = {}
+    for uuid, step in (data.get("steps") or {}).items():
+        if isinstance(step, dict):
+            title = str(step.get("title") or PurePosixPath(str(step.get("file_path") or "")).stem)
+            names[uuid] = unique(dns_label(title, MAX_STEP_NAME, "step"), taken, MAX_STEP_NAME)
+    return names
 
 
 class _Dumper(yaml.SafeDumper):

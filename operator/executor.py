@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import selectors
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -79,30 +82,89 @@ def run_step(
     if not path.is_file():
         return StepResult(False, f"step file {str(file)!r} does not exist in {workdir}")
     suffix = path.suffix
+    if suffix not in (".ipynb", ".py", ".sh"):
+        return StepResult(False, f"cannot run {str(file)!r}: a step file ends in .ipynb, .py or .sh")
+    output = _Output(log)
     if suffix == ".ipynb":
-        return _run_notebook(path, workdir, dict(parameters), variables, notebook_output, log)
-    if suffix == ".py":
-        return _run_script([sys.executable, str(path)], "python", workdir, variables, log)
-    if suffix == ".sh":
-        return _run_script(["bash", str(path)], "bash", workdir, variables, log)
-    return StepResult(False, f"cannot run {str(file)!r}: a step file ends in .ipynb, .py or .sh")
+        result = _run_notebook(path, workdir, dict(parameters), variables, notebook_output, output)
+    elif suffix == ".py":
+        result = _run_script([sys.executable, str(path)], "python", workdir, variables, output)
+    else:
+        result = _run_script(["bash", str(path)], "bash", workdir, variables, output)
+    output.end_line()
+    return result
+
+
+class _Output:
+    """The step's output on its way to ``log``, remembering whether its last line was ended, so that what
+    orchest writes next starts on a line of its own (``print(x, end="")`` in a step is common)."""
+
+    def __init__(self, log: TextIO) -> None:
+        self.log = log
+        self._line_ended = True
+
+    def write(self, text: str) -> int:
+        if text:
+            self._line_ended = text.endswith("\n")
+        return self.log.write(text)
+
+    def write_bytes(self, data: bytes) -> None:
+        """Write to the log's file descriptor (a child's bytes, no decoding); the text layer is flushed."""
+        if not data:
+            return
+        self.log.flush()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.log.fileno(), view) :]
+        self._line_ended = data.endswith(b"\n")
+
+    def flush(self) -> None:
+        self.log.flush()
+
+    def end_line(self) -> None:
+        if not self._line_ended:
+            self.write("\n")
+        self.flush()
 
 
 def _run_script(
-    command: list[str], interpreter: str, workdir: Path, env: Mapping[str, str], log: TextIO
+    command: list[str], interpreter: str, workdir: Path, env: Mapping[str, str], output: _Output
 ) -> StepResult:
-    log.flush()
+    output.flush()
     try:
-        code = subprocess.call(
-            command, cwd=workdir, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+        process = subprocess.Popen(
+            command, cwd=workdir, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
     except OSError as err:
         return StepResult(False, f"cannot start {interpreter}: {err.strerror or err}")
+    try:
+        _copy_output(process, output)
+        code = process.wait()
+    except BaseException:  # interrupted: the script does not outlive its step
+        process.kill()
+        process.wait()
+        raise
     if code == 0:
         return StepResult(True, "succeeded")
     if code < 0:
         return StepResult(False, f"{interpreter} was killed by signal {-code}")
     return StepResult(False, f"{interpreter} exited with code {code}")
+
+
+def _copy_output(process: subprocess.Popen[bytes], output: _Output) -> None:
+    """Pass the script's output on until it exits. A background process it left running may hold the
+    pipe open: once the script has exited and nothing more arrives for a moment, the step is over."""
+    assert process.stdout is not None
+    with process.stdout, selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while True:
+            if selector.select(timeout=0.1):
+                chunk = os.read(process.stdout.fileno(), 65536)
+                if not chunk:
+                    return
+                output.write_bytes(chunk)
+            elif process.poll() is not None:
+                return
 
 
 def _run_notebook(
@@ -111,7 +173,7 @@ def _run_notebook(
     parameters: dict[str, Any],
     env: Mapping[str, str],
     output: Path,
-    log: TextIO,
+    log: _Output,
 ) -> StepResult:
     # papermill pulls in nbclient, zmq and friends; scripts should not pay for that import.
     import nbformat
@@ -167,10 +229,15 @@ def _kernel_manager_class() -> type:
     Jupyter looks kernelspecs up in the user's data directory before the environment's, so a ``python3``
     spec left in ``~/.local/share/jupyter`` by another Python would otherwise run the notebook with
     packages the step never installed. Other kernel names are looked up as Jupyter always does.
+
+    The kernel talks to papermill over Unix sockets in the temporary directory rather than TCP on
+    loopback: file permissions keep other users out (on TCP any local process can connect and try), and
+    ipykernel no longer prints its "running over TCP without encryption" warning into every step's log.
     """
     from ipykernel.kernelspec import RESOURCES, get_kernel_dict
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpec, KernelSpecManager
+    from jupyter_client.localinterfaces import localhost
     from traitlets import default
 
     class NativeFirstSpecs(KernelSpecManager):
@@ -183,6 +250,18 @@ def _kernel_manager_class() -> type:
         @default("kernel_spec_manager")
         def _default_specs(self) -> KernelSpecManager:
             return NativeFirstSpecs(data_dir=self.data_dir)
+
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc" if os.name == "posix" else "tcp"  # zmq has no ipc transport on Windows
+
+        @default("ip")
+        def _default_ip(self) -> str:
+            # For ipc, the sockets' path prefix (the kernel adds -1 ... -5), short enough for a socket name;
+            # jupyter_client removes the sockets when the kernel shuts down.
+            if self.transport == "ipc":
+                return os.path.join(tempfile.gettempdir(), f"orchest-kernel-{secrets.token_hex(6)}")
+            return localhost()
 
     return StepKernelManager
 

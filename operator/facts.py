@@ -31,6 +31,7 @@ class Reason:
     NO_VOLUME = "VolumeMissing"
     CONCURRENCY_FORBIDDEN = "ConcurrencyForbidden"
     RERUN_INVALID = "InvalidRerun"
+    WORKSPACE_FAILED = "WorkspaceFailed"
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,18 @@ class PipelineRun(NamespacedAPIObject):
     kind = "PipelineRun"
 
 
+class PipelineJob(NamespacedAPIObject):
+    version = API_VERSION
+    endpoint = "pipelinejobs"
+    kind = "PipelineJob"
+
+
 KINDS: dict[tuple[str, str], type[APIObject]] = {
     (cls.version, cls.kind): cls
     for cls in (
         Pipeline,
         PipelineRun,
+        PipelineJob,
         pykube.Job,
         pykube.Pod,
         pykube.ConfigMap,
@@ -319,11 +326,21 @@ def get(api: pykube.HTTPClient, cls: type[APIObject], namespace: str, name: str)
 
 
 def list_objects(
-    api: pykube.HTTPClient, cls: type[APIObject], namespace: str, selector: dict[str, str] | None = None
+    api: pykube.HTTPClient,
+    cls: type[APIObject],
+    namespace: str,
+    selector: dict[str, str] | None = None,
+    fields: str | None = None,
 ) -> list[dict[str, Any]]:
+    """``fields`` is a field selector the server applies; callers must not rely on it to be exact."""
     kwargs = _request_kwargs(cls, namespace)
+    params: dict[str, str] = {}
     if selector:
-        kwargs["params"] = {"labelSelector": ",".join(f"{k}={v}" for k, v in selector.items())}
+        params["labelSelector"] = ",".join(f"{k}={v}" for k, v in selector.items())
+    if fields:
+        params["fieldSelector"] = fields
+    if params:
+        kwargs["params"] = params
     return listed(cls, _checked(api, api.get(**kwargs)), selector)
 
 

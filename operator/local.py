@@ -26,9 +26,10 @@ from pathlib import Path
 from types import FrameType
 from typing import BinaryIO, Protocol
 
+from orchest_operator import workspace
 from orchest_operator.dag import Dag
 from orchest_operator.executor import environment_for, parse_termination_message
-from orchest_operator.facts import Decision, decide, progress
+from orchest_operator.facts import Decision, Reason, decide, progress
 from orchest_operator.models import (
     Condition,
     PipelineRunSpec,
@@ -39,7 +40,9 @@ from orchest_operator.models import (
     StepFailure,
     StepPhase,
     StepStatus,
+    Workspace,
 )
+from orchest_operator.workspace import workspace_of
 
 RUNS_DIR = Path(".orchest", "runs")
 STOP_GRACE_SECONDS = 5.0
@@ -98,6 +101,9 @@ class LocalRun:
         self.request = request
         self.id = run_id or new_run_id()
         self.dir = base / RUNS_DIR / self.id
+        self.isolated = request.workspace is Workspace.ISOLATED
+        self.workdir = Path(workspace_of(base, self.id)) if self.isolated else base
+        """Where the steps run: the pipeline's directory, or the run's own copy of it."""
         self.reporter: Reporter | None = None
         self.dag = Dag.of(spec)
         self.selected = self.dag.select(request.selection.mode, request.selection.steps)
@@ -115,6 +121,10 @@ class LocalRun:
         self._cancel = False
         self._scratch = Path()
 
+    def cancel(self) -> None:
+        """Cancel the run from another thread (as SIGINT does): running steps are stopped and recorded."""
+        self._events.put(_INTERRUPTED)
+
     @property
     def record(self) -> Path:
         return self.dir / "run.json"
@@ -124,6 +134,8 @@ class LocalRun:
         self.reporter = reporter
         self.dir.mkdir(parents=True, exist_ok=True)
         self.status.start_time = timestamp()
+        if self.isolated and not self._copy_workspace():
+            return self.status
         with tempfile.TemporaryDirectory(prefix="orchest-") as scratch, self._interruptible():
             self._scratch = Path(scratch)
             decision = self._decide()
@@ -140,6 +152,32 @@ class LocalRun:
         if self.reporter is not None:
             self.reporter.close(self.status.model_copy(deep=True))
         return self.status
+
+    def _copy_workspace(self) -> bool:
+        """Make the run's copy of the pipeline's directory; on failure the run fails before any step."""
+        try:
+            workspace.copy(self.base, self.workdir, self.request.workspace_exclude)
+        except OSError as err:
+            message = f"cannot copy the pipeline's directory to {self.workdir}: {err}"
+            now = timestamp()
+            for step in self.status.steps.values():
+                step.phase, step.message = StepPhase.SKIPPED, "not run: the workspace could not be made"
+            self.status.phase = RunPhase.FAILED
+            self.status.completion_time = now
+            self.status.conditions = [
+                Condition(
+                    type="Succeeded",
+                    status="False",
+                    reason=Reason.WORKSPACE_FAILED,
+                    message=message,
+                    last_transition_time=now,
+                )
+            ]
+            self._save()
+            if self.reporter is not None:
+                self.reporter.close(self.status.model_copy(deep=True))
+            return False
+        return True
 
     # --- planning -----------------------------------------------------------------------------------
 
@@ -269,14 +307,19 @@ class LocalRun:
             "--run",
             self.id,
             "--output-dir",
-            str(RUNS_DIR / self.id),
+            str(self.dir.resolve()),
         ]
         with self._lock:
             if name in self._stopping:
                 return -signal.SIGTERM
             # A session of its own: a terminal's Ctrl-C reaches only the runner, which stops steps itself.
             process = subprocess.Popen(
-                command, cwd=self.base, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             self._processes[name] = process
         try:

@@ -179,6 +179,9 @@ class PipelineSpec(Model):
     (default), `Allow` both, or `Forbid` (fail) the new one."""
     run_history_limit: Annotated[int, Field(ge=0, le=1000)] = 10
     """How many finished runs of this pipeline are kept; older ones are deleted."""
+    pending_timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    """The default of its runs' `pendingTimeoutSeconds`: how long a step may wait for its pod to run
+    (unschedulable, image pull, refused pod) before it fails; unset means 600."""
     session: Session = Session()
     """The pipeline's interactive session."""
 
@@ -262,6 +265,16 @@ SELECTION_RULES = [
 ]
 
 
+class Workspace(StrEnum):
+    """Where a run's steps work: in the pipeline's directory, or in a copy of it made for the run alone."""
+
+    SHARED = "Shared"
+    ISOLATED = "Isolated"
+
+
+WorkspaceGlob = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
 class PipelineRunSpec(Model):
     """One execution of a Pipeline: one Job per selected step, in DAG order."""
 
@@ -283,6 +296,9 @@ class PipelineRunSpec(Model):
     `orchest-interactive` PriorityClass."""
     timeout_seconds: Annotated[int, Field(ge=1)] | None = None
     """How long the whole run may take before it fails; unset means no limit."""
+    pending_timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    """How long a step may wait for its pod to run (refused, unschedulable, image not pulled) before it
+    fails with the last reason seen; unset means the Pipeline's value, else 600."""
     cancel: bool = False
     """Set to true to cancel the run: running steps are stopped and recorded `Cancelled`."""
     rerun_of: (
@@ -290,6 +306,11 @@ class PipelineRunSpec(Model):
     ) = None
     """A finished run of the same pipeline: only the steps that did not succeed there, and what
     depends on them, run again; the rest is reused."""
+    workspace: Workspace = Workspace.SHARED
+    """Shared: the steps work in the pipeline's directory. Isolated: in .orchest/runs/<run>/workspace, a
+    copy of it made before the first step, so that concurrent runs cannot clobber each other's files."""
+    workspace_exclude: Annotated[list[WorkspaceGlob], Field(max_length=100)] = []
+    """Globs (relative to the pipeline's directory) left out of an isolated workspace's copy, e.g. data/**."""
 
 
 class RunPhase(StrEnum):
@@ -358,12 +379,18 @@ class StepStatus(Model):
     """The step's Job."""
     start_time: str | None = None
     """When the step's Job was created."""
+    running_since: str | None = None
+    """When the step's pod was first seen running; its `timeoutSeconds` counts from here."""
     completion_time: str | None = None
     """When the step finished."""
     attempts: int | None = None
     """How many pods ran the step (more than one after retries)."""
     message: str | None = None
     """Why the step is in its phase, in the cluster's or the step's own words."""
+    reason: str | None = None
+    """Why the step's pod does not run yet, or did not run, as the cluster says it: `FailedCreate`,
+    `Unschedulable`, `ErrImagePull`, `ImagePullBackOff`, `InvalidImageName`, `CreateContainerConfigError`,
+    or `PendingTimeout`."""
     failure: StepFailure | None = None
     """For a failed notebook: the failing cell and its exception."""
 
@@ -399,6 +426,8 @@ class RunSnapshot(Model):
     """The steps this run executes."""
     reused: list[str] = []
     """Steps reused from the run named in `rerunOf`."""
+    workspace_from: str | None = None
+    """The isolated run (named in `rerunOf`) whose workspace this isolated run's copy starts from."""
 
 
 class PipelineRunStatus(Model):
@@ -420,6 +449,8 @@ class PipelineRunStatus(Model):
     """The spec generation this status was computed from."""
     snapshot: RunSnapshot | None = None
     """What the run executes, frozen when it was first seen."""
+    workspace: StepStatus | None = None
+    """An isolated run's copy of the pipeline's directory: the Job that makes it, before the first step."""
 
 
 class RunDocument(Model):
@@ -476,3 +507,186 @@ class PipelineStatus(Model):
     """Runs of this pipeline waiting for an active run to finish."""
     observed_generation: int | None = None
     """The spec generation this status was computed from."""
+
+
+# --- PipelineJob ------------------------------------------------------------------------------------
+
+
+class JobConcurrencyPolicy(StrEnum):
+    """What a tick does while a batch of the same job is still running."""
+
+    ALLOW = "Allow"
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
+MAX_COMBINATIONS = 256
+MAX_MATRIX_PARAMETERS = 8
+SCHEDULE = (
+    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
+    r"|@every ([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+"
+    r"|[0-9A-Za-z*/,?#-]+( +[0-9A-Za-z*/,?#-]+){4})$"
+)
+TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+
+ParameterValue = Annotated[Any, Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})]
+
+
+class RunTemplate(Model):
+    """The PipelineRun fields every run of a PipelineJob gets."""
+
+    selection: Annotated[
+        Selection, Field(json_schema_extra={"x-kubernetes-validations": SELECTION_RULES})
+    ] = Selection()
+    """Which steps each run runs (as in a PipelineRun)."""
+    parallelism: Annotated[int, Field(ge=0, le=10000)] = 0
+    """Steps of one run running at once; 0 for no limit."""
+    failure_policy: FailurePolicy = FailurePolicy.FAIL_FAST
+    """FailFast: a failed step stops what has not started; Continue: independent steps still run."""
+    priority: Priority = Priority.BACKGROUND
+    """Scheduled runs are Background by default: interactive runs go first."""
+    timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    """Fail each run that has not finished this many seconds after it started."""
+    pending_timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    """How long a step of each run may wait for its pod to run; unset means the Pipeline's, else 600."""
+    workspace: Workspace = Workspace.ISOLATED
+    """Isolated (the default here): each run works on its own copy of the pipeline's directory."""
+    workspace_exclude: Annotated[list[WorkspaceGlob], Field(max_length=100)] = []
+    """Globs left out of each isolated workspace's copy (large data)."""
+
+
+class PipelineJobSpec(Model):
+    """A pipeline run once, on a schedule, or on demand, over a grid of parameter values."""
+
+    pipeline_ref: PipelineRef
+    """The Pipeline (in the job's namespace) whose runs the job creates."""
+    parameters: FreeMap = {}
+    """Parameter overrides for every run of the job; a combination's values override these."""
+    run_template: RunTemplate = RunTemplate()
+    """The fields each PipelineRun of the job gets."""
+    matrix: Annotated[
+        dict[str, Annotated[list[ParameterValue], Field(min_length=1, max_length=MAX_COMBINATIONS)]],
+        Field(max_length=MAX_MATRIX_PARAMETERS),
+    ] = {}
+    """Parameter name -> values: one run per combination of the cartesian product, in a batch."""
+    include: Annotated[list[FreeMap], Field(max_length=MAX_COMBINATIONS)] = []
+    """Extra combinations (parameter name -> value), run after the matrix's."""
+    max_parallel_runs: Annotated[int, Field(ge=0, le=MAX_COMBINATIONS)] = 0
+    """Runs of one batch running at once; the others wait as Queued. 0: all at once."""
+    schedule: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=SCHEDULE)] | None = None
+    """5-field cron, @hourly..@yearly, or @every <duration> (at least 10s). None: one batch at creation."""
+    time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=TIME_ZONE)] = "UTC"
+    """The IANA time zone the cron expression is read in (daylight saving time included)."""
+    suspend: bool = False
+    """No tick runs while suspended, and none that fell meanwhile runs later (resuming starts nothing)."""
+    starting_deadline_seconds: Annotated[int, Field(ge=0)] | None = None
+    """A tick missed (operator down) runs late only within this many seconds; None: however late."""
+    concurrency_policy: JobConcurrencyPolicy = JobConcurrencyPolicy.ALLOW
+    """While a batch runs, a tick starts another (Allow), is skipped (Forbid) or cancels it (Replace)."""
+    batch_history_limit: Annotated[int, Field(ge=0, le=100)] = 5
+    """Finished batches whose runs are kept; older batches' runs are deleted, oldest first."""
+
+
+class BatchTrigger(StrEnum):
+    """Why a batch exists."""
+
+    CREATED = "Created"
+    SCHEDULE = "Schedule"
+    MANUAL = "Manual"
+
+
+class BatchPhase(StrEnum):
+    """A batch is Running until every run finished; Succeeded only if every run succeeded."""
+
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+
+
+class CombinationStatus(Model):
+    """One row of a batch's table: a combination's run and how it went."""
+
+    index: int
+    """The combination's position: matrix combinations first, then include entries."""
+    run: str
+    """The PipelineRun's name."""
+    phase: RunPhase | None = None
+    """The run's phase; none while the run has not been seen yet."""
+    duration_seconds: int | None = None
+    """From the run's start to its completion (or to now while it runs)."""
+
+
+class BatchStatus(Model):
+    """One batch: its tick, its runs' phases, and (for the newest batch) each combination's run."""
+
+    id: str
+    """The batch's id: its scheduled time (UTC) for a tick, or manual-<id> for a trigger."""
+    trigger: BatchTrigger
+    """Created, Schedule or Manual."""
+    scheduled_time: str
+    """The tick (or trigger) time this batch is for."""
+    phase: BatchPhase = BatchPhase.RUNNING
+    """Running, Succeeded, Failed, or Skipped (a tick that concurrencyPolicy Forbid skipped)."""
+    runs: int = 0
+    """How many runs the batch has."""
+    counts: dict[str, int] = {}
+    """Run phase -> how many of the batch's runs are in it."""
+    combinations: list[CombinationStatus] = []
+    """Each combination's run, phase and duration; kept for the newest batch only, to bound the status."""
+    completion_time: str | None = None
+    """When its last run finished."""
+    message: str | None = None
+    """Why a tick was skipped."""
+
+
+class ScheduleWindow(Model):
+    """The schedule whose ticks are counted, and from when: an edit or a resume restarts the count."""
+
+    schedule: str
+    """The schedule (as written) these ticks come from."""
+    time_zone: str
+    """Its time zone."""
+    since: str
+    """Ticks after this time count; earlier ones belong to another schedule or a suspension."""
+    suspended: bool = False
+    """The job was suspended when this was written: its resume restarts the count."""
+
+
+class PipelineJobStatus(Model):
+    """What the job has done: its last and next tick, its batches, and a Ready condition."""
+
+    last_schedule_time: str | None = None
+    """The latest tick handled (run, skipped or missed)."""
+    next_schedule_time: str | None = None
+    """The next tick, while the job is scheduled and not suspended."""
+    active: list[str] = []
+    """Ids of the batches with runs still going."""
+    active_runs: int = 0
+    """Runs of the job that have not finished (the ACTIVE column)."""
+    last_batch: str | None = None
+    """The newest batch's id."""
+    last_batch_phase: BatchPhase | None = None
+    """The newest batch's phase (the LAST column)."""
+    batches: Annotated[list[BatchStatus], Field(max_length=20)] = []
+    """Recent batches, newest first (at most 20)."""
+    window: ScheduleWindow | None = None
+    """The operator's bookkeeping of which ticks count."""
+    last_trigger: str | None = None
+    """The last orchest.io/trigger annotation value a manual batch was created for."""
+    missed_ticks: int = 0
+    """Ticks that never ran because the operator was away past startingDeadlineSeconds (or suspended)."""
+    conditions: list[Condition] = []
+    """Ready: False with a reason when the spec cannot be scheduled (the field is named in the message)."""
+    observed_generation: int | None = None
+    """The spec generation this status is for."""
+
+
+class JobDocument(Model):
+    """A PipelineJob manifest as written in a file."""
+
+    model_config = ConfigDict(extra="ignore")
+    api_version: Literal["orchest.io/v1alpha1"] = API_VERSION
+    kind: Literal["PipelineJob"] = "PipelineJob"
+    metadata: ObjectMeta
+    spec: PipelineJobSpec

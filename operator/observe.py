@@ -45,6 +45,9 @@ class JobView:
     failed_pods: int
     start_time: str | None
     completion_time: str | None
+    ready: int = 0
+    """Pods of the Job that run (Ready): the Job controller counts them, so the Job watch shows a step's
+    pod running without watching running pods."""
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> JobView:
@@ -69,6 +72,7 @@ class JobView:
             completion_time=status.get("completionTime")
             or (failed or {}).get("lastTransitionTime")
             or (complete or {}).get("lastTransitionTime"),
+            ready=int(status.get("ready") or 0),
         )
 
 
@@ -114,6 +118,8 @@ class StepObservation:
     completion_time: str | None = None
     message: str | None = None
     failure: StepFailure | None = None
+    ran: bool = False
+    """A pod of the step has run (it is Ready now, or one has finished): the step is past Pending."""
 
 
 def observe_step(job: JobView | None, pods: Iterable[PodView]) -> StepObservation | None:
@@ -139,4 +145,5 @@ def observe_step(job: JobView | None, pods: Iterable[PodView]) -> StepObservatio
         return StepObservation(
             StepPhase.FAILED, attempts, job.start_time, job.completion_time, message=message, failure=failure
         )
-    return StepObservation(StepPhase.RUNNING, attempts, job.start_time)
+    ran = job.ready > 0 or job.failed_pods > 0 or bool(mine)
+    return StepObservation(StepPhase.RUNNING, attempts, job.start_time, ran=ran)

@@ -2,6 +2,9 @@
 
 Runs of a pipeline share one volume, so by default (``Queue``) they run one at a time, Interactive before
 Background, then oldest first; ``Forbid`` fails a second run at once; ``Allow`` runs them side by side.
+Runs of one PipelineJob batch also wait for a free slot of the job's ``maxParallelRuns``, in the order of
+their combinations. A run with an isolated workspace shares no files with the others, so the policy
+neither holds it back nor counts it against a shared run.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from orchest_operator.models import ConcurrencyPolicy, Priority, RunPhase
+from orchest_operator.models import ConcurrencyPolicy, Priority, RunPhase, Workspace
+from orchest_operator.naming import ANNOTATION_COMBINATION, ANNOTATION_MAX_PARALLEL, LABEL_BATCH, LABEL_JOB
 
 
 @dataclass(frozen=True)
@@ -21,11 +25,26 @@ class RunSummary:
     started: bool
     finished: bool
     cancel: bool
+    batch: str | None = None
+    """The PipelineJob batch the run belongs to, if any."""
+    index: int = 0
+    """Its combination's index in the batch: runs of a batch start in this order."""
+    limit: int = 0
+    """The batch's maxParallelRuns (0: no limit)."""
+    isolated: bool = False
+    """It works in its own copy of the pipeline's directory (``workspace: Isolated``)."""
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> RunSummary:
         spec = body.get("spec") or {}
         status = body.get("status") or {}
+        meta = body["metadata"]
+        annotations = meta.get("annotations") or {}
+        try:
+            index = int(annotations.get(ANNOTATION_COMBINATION, 0))
+            limit = int(annotations.get(ANNOTATION_MAX_PARALLEL, 0))
+        except ValueError:
+            index = limit = 0
         return cls(
             name=body["metadata"]["name"],
             priority=Priority(spec.get("priority", Priority.BACKGROUND)),
@@ -33,6 +52,10 @@ class RunSummary:
             started=bool(status.get("startTime")),
             finished=RunPhase(status.get("phase", RunPhase.PENDING)).finished,
             cancel=bool(spec.get("cancel")),
+            batch=(meta.get("labels") or {}).get(LABEL_BATCH),
+            index=index,
+            limit=max(limit, 0),
+            isolated=spec.get("workspace") == Workspace.ISOLATED,
         )
 
     @property
@@ -49,9 +72,16 @@ class Admission:
 def admit(me: RunSummary, runs: Iterable[RunSummary], policy: ConcurrencyPolicy | str) -> Admission:
     """May ``me`` (not started yet) start now, given the other runs of its pipeline?"""
     policy = ConcurrencyPolicy(policy)
-    if policy is ConcurrencyPolicy.ALLOW:
-        return Admission()
     others = [r for r in runs if r.name != me.name and not r.finished and not (r.cancel and not r.started)]
+    if me.batch is not None and me.limit:
+        batch = sorted((r for r in others if r.batch == me.batch), key=lambda r: r.index)
+        running = [r for r in batch if r.started]
+        ahead = [r for r in batch if not r.started and r.index < me.index]
+        if len(running) + len(ahead) >= me.limit:
+            return Admission(waiting_for=(running or ahead)[0].name)
+    if policy is ConcurrencyPolicy.ALLOW or me.isolated:
+        return Admission()
+    others = [r for r in others if not r.isolated]
     active = sorted((r for r in others if r.started), key=lambda r: r.order)
     if policy is ConcurrencyPolicy.FORBID:
         earlier = sorted((r for r in others if r.order < me.order), key=lambda r: r.order)
@@ -71,8 +101,14 @@ def queued(runs: Iterable[RunSummary]) -> list[str]:
 
 
 def to_prune(runs: Iterable[dict[str, Any]], limit: int) -> list[str]:
-    """Finished runs beyond the pipeline's ``runHistoryLimit``, oldest first."""
-    finished = [r for r in runs if RunPhase((r.get("status") or {}).get("phase", RunPhase.PENDING)).finished]
+    """Finished runs beyond the pipeline's ``runHistoryLimit``, oldest first. Runs of a PipelineJob are
+    not counted: the job's ``batchHistoryLimit`` keeps or deletes them by whole batches."""
+    finished = [
+        r
+        for r in runs
+        if RunPhase((r.get("status") or {}).get("phase", RunPhase.PENDING)).finished
+        and LABEL_JOB not in (r["metadata"].get("labels") or {})
+    ]
     finished.sort(
         key=lambda r: (
             (r.get("status") or {}).get("completionTime") or "",

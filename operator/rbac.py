@@ -10,6 +10,8 @@ Two things shape the table beyond "what the code calls":
   permissions it holds itself. The operator grants Enterprise Gateway a Role to manage kernel pods, so it
   holds those pod verbs too, though it never creates a pod of its own. :func:`uncovered` tells whether a
   Role the operator builds stays within the table.
+* Leader election needs a Lease in the operator's own namespace only: that row goes into a Role there,
+  never into the ClusterRole, and ``get``/``update`` reach only the operator's Lease by name.
 * RBAC cannot limit ``create`` by object name, and the names of the token Secrets are derived per Pipeline,
   so ``secrets`` cannot be narrowed with ``resourceNames`` either. The operator gets no ``list``/``watch``
   on Secrets; ``get`` (by exact name) is for its own token Secrets and for the existence check of the
@@ -34,6 +36,8 @@ RBAC_API = "rbac.authorization.k8s.io/v1"
 NAMESPACE = "orchest-system"
 NAME = "orchest-operator"
 SERVICE_ACCOUNT = NAME
+LEASE = NAME  # `orchest operator --leader-elect-resource-name`'s default
+LEADER_ROLE = f"{NAME}-leader-election"
 EDIT_ROLE = "orchest-edit"
 VIEW_ROLE = "orchest-view"
 PART_OF = {"app.kubernetes.io/part-of": "orchest"}
@@ -52,6 +56,10 @@ class Permission:
     verbs: tuple[str, ...]
     why: str
     cluster_scoped: bool = False
+    # In a Role of the operator's own namespace, not wherever it watches.
+    own_namespace: bool = False
+    # Only these objects, for every verb but ``create`` (which RBAC cannot limit by name).
+    names: tuple[str, ...] = ()
 
     def allows(self, verb: str) -> bool:
         return verb in self.verbs
@@ -77,9 +85,10 @@ RULES: tuple[Permission, ...] = (
     Permission(
         GROUP,
         "pipelineruns",
-        ("delete", "get", "list", "patch", "watch"),
+        ("create", "delete", "get", "list", "patch", "watch"),
         "kopf watches runs and keeps its finalizer and annotations on them; history pruning deletes the "
-        "oldest finished runs beyond runHistoryLimit",
+        "oldest finished runs beyond runHistoryLimit; a PipelineJob creates its batches' runs, cancels a "
+        "replaced batch's runs (patch) and deletes batches beyond batchHistoryLimit",
     ),
     Permission(GROUP, "pipelineruns/status", ("patch",), "phase, per-step states, conditions, snapshot"),
     Permission(
@@ -87,6 +96,21 @@ RULES: tuple[Permission, ...] = (
         "pipelineruns/finalizers",
         ("update",),
         "step Jobs name their run as owner with blockOwnerDeletion (OwnerReferencesPermissionEnforcement)",
+    ),
+    Permission(
+        GROUP,
+        "pipelinejobs",
+        ("get", "list", "watch"),
+        "kopf watches PipelineJobs; each pass reads its job afresh (get) so no tick runs twice",
+    ),
+    Permission(
+        GROUP, "pipelinejobs/status", ("patch",), "last and next tick, batches and their runs' phases, Ready"
+    ),
+    Permission(
+        GROUP,
+        "pipelinejobs/finalizers",
+        ("update",),
+        "a job's runs name it as owner with blockOwnerDeletion (OwnerReferencesPermissionEnforcement)",
     ),
     # --- step execution --------------------------------------------------------------------------------
     Permission(
@@ -103,7 +127,13 @@ RULES: tuple[Permission, ...] = (
         "start from the pod; create/delete/get/list: the Enterprise Gateway Role the operator grants holds "
         "them (RBAC escalation prevention), the operator itself never creates a pod",
     ),
-    Permission("", "events", ("create", "patch"), "step start/finish and run end Events (kopf posts these)"),
+    Permission(
+        "",
+        "events",
+        ("create", "list", "patch"),
+        "create/patch: step and run Events (kopf posts these); list: a step whose pod was never created "
+        "learns why from its Job's FailedCreate events (listed only for such steps, never watched)",
+    ),
     Permission("events.k8s.io", "events", ("create", "patch"), "the same Events through events.k8s.io/v1"),
     # --- interactive sessions (Enterprise Gateway + jupyter-server per Pipeline) ------------------------
     Permission("apps", "deployments", OWN, "Enterprise Gateway and jupyter-server Deployments; readiness"),
@@ -123,6 +153,15 @@ RULES: tuple[Permission, ...] = (
         ("create", "delete", "get", "patch"),
         "the jupyter-server token Secret (created once, never rotated) and the existence check of the "
         "user's DockerSwarm Secret; no list/watch, so no bulk read of Secrets",
+    ),
+    # --- leader election (orchest operator --leader-elect) -------------------------------------------------
+    Permission(
+        "coordination.k8s.io",
+        "leases",
+        ("create", "get", "update"),
+        "the replicas' Lease in the operator's own namespace: created once, read and renewed by name",
+        own_namespace=True,
+        names=(LEASE,),
     ),
     # --- kopf itself -------------------------------------------------------------------------------------
     Permission(
@@ -156,10 +195,23 @@ USER_EDIT_RULES: tuple[Permission, ...] = (
         ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
         "start, cancel and rerun runs (orchest submit, cancel, rerun)",
     ),
+    Permission(
+        GROUP,
+        "pipelinejobs",
+        ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
+        "write jobs; trigger, suspend and resume them (orchest job trigger, suspend, resume)",
+    ),
 )
 USER_VIEW_RULES: tuple[Permission, ...] = tuple(
-    Permission(GROUP, resource, READ, "read pipelines and runs (orchest status)")
-    for resource in ("pipelines", "pipelines/status", "pipelineruns", "pipelineruns/status")
+    Permission(GROUP, resource, READ, "read pipelines, runs and jobs (orchest status, orchest job status)")
+    for resource in (
+        "pipelines",
+        "pipelines/status",
+        "pipelineruns",
+        "pipelineruns/status",
+        "pipelinejobs",
+        "pipelinejobs/status",
+    )
 )
 
 
@@ -189,14 +241,25 @@ def uncovered(policy_rules: Iterable[Mapping[str, Any]], rules: Iterable[Permiss
 
 
 def policy_rules(rules: Iterable[Permission]) -> list[dict[str, Any]]:
-    """Kubernetes ``PolicyRule`` dicts: resources with the same group and verbs share one rule."""
-    merged: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    """Kubernetes ``PolicyRule`` dicts: resources with the same group and verbs share one rule; a row
+    limited to names becomes a rule with ``resourceNames`` plus, for ``create``, one without."""
+    merged: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[str]] = {}
     for p in rules:
-        merged.setdefault((p.group, tuple(sorted(p.verbs))), []).append(p.resource)
-    return [
-        {"apiGroups": [group], "resources": resources, "verbs": list(verbs)}
-        for (group, verbs), resources in merged.items()
-    ]
+        if p.names:
+            named = tuple(sorted(v for v in p.verbs if v != "create"))
+            if "create" in p.verbs:
+                merged.setdefault((p.group, ("create",), ()), []).append(p.resource)
+            if named:
+                merged.setdefault((p.group, named, p.names), []).append(p.resource)
+        else:
+            merged.setdefault((p.group, tuple(sorted(p.verbs)), ()), []).append(p.resource)
+    rules_out = []
+    for (group, verbs, names), resources in merged.items():
+        rule: dict[str, Any] = {"apiGroups": [group], "resources": resources, "verbs": list(verbs)}
+        if names:
+            rule["resourceNames"] = list(names)
+        rules_out.append(rule)
+    return rules_out
 
 
 def cluster_rules() -> list[dict[str, Any]]:
@@ -206,7 +269,12 @@ def cluster_rules() -> list[dict[str, Any]]:
 
 def namespaced_rules() -> list[dict[str, Any]]:
     """Rules on namespaced resources: in the ClusterRole, or in one Role per watched namespace."""
-    return policy_rules(p for p in RULES if not p.cluster_scoped)
+    return policy_rules(p for p in RULES if not p.cluster_scoped and not p.own_namespace)
+
+
+def own_namespace_rules() -> list[dict[str, Any]]:
+    """Rules in the operator's own namespace only (its Lease): a Role there, in every mode."""
+    return policy_rules(p for p in RULES if p.own_namespace)
 
 
 def _meta(name: str, namespace: str | None = None, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -259,6 +327,25 @@ def operator_namespace_roles(watched: Sequence[str], namespace: str = NAMESPACE)
     return objects
 
 
+def operator_leader_role(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    """The Role and RoleBinding for leader election, in the operator's own namespace."""
+    return [
+        {
+            "apiVersion": RBAC_API,
+            "kind": "Role",
+            "metadata": _meta(LEADER_ROLE, namespace),
+            "rules": own_namespace_rules(),
+        },
+        {
+            "apiVersion": RBAC_API,
+            "kind": "RoleBinding",
+            "metadata": _meta(LEADER_ROLE, namespace),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEADER_ROLE},
+            "subjects": _subjects(namespace),
+        },
+    ]
+
+
 def user_cluster_roles() -> list[dict[str, Any]]:
     """ClusterRoles aggregated into the built-in admin/edit and view roles, so namespace users can use
     orchest with the role they already have."""
@@ -285,6 +372,8 @@ def chart_rules() -> dict[str, Any]:
     return {
         "cluster": cluster_rules(),
         "namespaced": namespaced_rules(),
+        # the chart sets resourceNames to its own Lease's name (the release's operator name)
+        "leaderElection": own_namespace_rules(),
         "edit": policy_rules(USER_EDIT_RULES),
         "view": policy_rules(USER_VIEW_RULES),
     }
@@ -301,6 +390,7 @@ def generated_files() -> dict[str, str]:
         "manifests/rbac/operator_cluster_role.yaml": _documents(
             [operator_cluster_role(), operator_cluster_role_binding()]
         ),
+        "manifests/rbac/leader_election_role.yaml": _documents(operator_leader_role()),
         "manifests/rbac/user_cluster_roles.yaml": _documents(user_cluster_roles()),
         "charts/orchest/files/rbac-rules.yaml": _documents([chart_rules()]),
     }
@@ -320,8 +410,9 @@ def table() -> str:
     """The table as text, for reviewers and the README."""
     lines = []
     for p in RULES:
-        scope = "cluster" if p.cluster_scoped else "namespaced"
-        lines.append(f"{p.group or 'core'}/{p.resource} [{scope}] {','.join(p.verbs)}: {p.why}")
+        scope = "cluster" if p.cluster_scoped else "own namespace" if p.own_namespace else "namespaced"
+        names = f" (only {', '.join(p.names)})" if p.names else ""
+        lines.append(f"{p.group or 'core'}/{p.resource} [{scope}] {','.join(p.verbs)}{names}: {p.why}")
     return "\n".join(lines)
 
 

@@ -89,6 +89,15 @@ class Cluster:
         except ApiException as err:
             raise _explain(err, f"updating pipeline {name!r}") from None
 
+    def patch(self, plural: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A merge patch of one of orchest's objects."""
+        try:
+            return self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, plural, name, patch
+            )
+        except ApiException as err:
+            raise _explain(err, f"{plural[:-1]} {name!r} in namespace {self.namespace!r}") from None
+
     def patch_run(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         try:
             return self.custom.patch_namespaced_custom_object(

@@ -27,7 +27,7 @@ from typing import Any
 import kopf
 import pykube
 
-from orchest_operator import aiokube, kube, metrics, naming, queue
+from orchest_operator import aiokube, kube, metrics, naming, queue, stuck
 from orchest_operator.builders.job import JobOptions
 from orchest_operator.coalesce import Coalescer
 from orchest_operator.dag import Dag
@@ -54,11 +54,18 @@ class RunController:
     jobs: JobSource
     pods: PodSource
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    step_events_limit: int = 100
+    check_after: float = 5.0
+    check_every: float = 10.0
     _runs: Coalescer[RunKey] = field(init=False)
     _pipelines: Coalescer[PipelineKey] = field(init=False)
     _in_flight: dict[RunKey, set[str]] = field(default_factory=dict)
     _rejected: dict[RunKey, dict[str, str]] = field(default_factory=dict)
     _blocked: dict[RunKey, dict[str, str]] = field(default_factory=dict)
+    _causes: dict[RunKey, dict[str, stuck.Cause]] = field(default_factory=dict)
+    """Why each checked step's pod does not run, as its last check found it."""
+    _checked: dict[RunKey, dict[str, datetime]] = field(default_factory=dict)
+    """When each step that does not run was last checked."""
     _settled: dict[RunKey, str | None] = field(default_factory=dict)
     """Runs this process finished (by uid): their Jobs' and pods' late events need no pass."""
     _dags: dict[RunKey, tuple[str, Dag]] = field(default_factory=dict)
@@ -164,7 +171,9 @@ class RunController:
         elif actions.phase is not status.phase:
             self.sync_pipeline(namespace, pipeline_name)
         if actions.phase is RunPhase.RUNNING:
-            self._arm_deadline(key, run, actions.status)
+            if actions.check:
+                await self._check(key, actions.check)
+            self._arm_deadline(key, run, actions.status, actions.wake_in)
 
     def _status_of(self, key: RunKey, run: dict[str, Any]) -> PipelineRunStatus:
         """The run's status as a model, parsed once per version: most passes write nothing, and the
@@ -205,6 +214,8 @@ class RunController:
                     in_flight=set(in_flight),
                     rejected=dict(self._rejected.get(key, {})),
                     blocked=dict(self._blocked.get(key, {})),
+                    causes=dict(self._causes.get(key, {})),
+                    checked=dict(self._checked.get(key, {})),
                 ),
                 now=self.clock(),
                 options=self.options,
@@ -213,6 +224,9 @@ class RunController:
                 forbidden_by=admission.forbidden_by,
                 dag=cached[1] if cached and cached[0] == uid else None,
                 status=status,
+                check_after=self.check_after,
+                check_every=self.check_every,
+                step_events_limit=self.step_events_limit,
             )
         )
         if actions.dag is not None and uid:
@@ -230,10 +244,11 @@ class RunController:
             policy = status.snapshot.pipeline.concurrency_policy
         else:
             return queue.Admission()  # no pipeline and no snapshot: the run fails as PipelineNotFound
-        if policy == ConcurrencyPolicy.ALLOW:
+        me = queue.RunSummary.of(run)
+        if (policy == ConcurrencyPolicy.ALLOW or me.isolated) and not me.limit:
             return queue.Admission()
         siblings = await self._runs_of(run["metadata"]["namespace"], run["spec"]["pipelineRef"]["name"])
-        return queue.admit(queue.RunSummary.of(run), [queue.RunSummary.of(r) for r in siblings], policy)
+        return queue.admit(me, [queue.RunSummary.of(r) for r in siblings], policy)
 
     async def _runs_of(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
         runs = await self.api.list_objects(kube.PipelineRun, namespace)
@@ -297,6 +312,12 @@ class RunController:
                 metrics.REACTION.observe(time.perf_counter() - poked)
         for job in actions.delete:
             await self.api.delete(pykube.Job, namespace, job)
+        for job, patch in actions.patch_jobs.items():
+            try:
+                await self.api.patch(pykube.Job, namespace, job, patch)
+            except pykube.exceptions.HTTPError as err:
+                if kube.status_code(err) != 404:  # a Job gone meanwhile needs no deadline
+                    raise
         current = run.get("status") or {}
         if actions.status != current:
             written = await self._write_status(key, run, actions.status)
@@ -353,14 +374,43 @@ class RunController:
             version = fresh["metadata"].get("resourceVersion")
         return None
 
-    def _arm_deadline(self, key: RunKey, run: dict[str, Any], status: dict[str, Any]) -> None:
-        """Wake the run at its deadline, so the timeout holds even when no step reports anything. Every
-        pass re-arms it when no wake-up is pending, so an early wake-up (clock steps) cannot lose it."""
+    def _arm_deadline(
+        self, key: RunKey, run: dict[str, Any], status: dict[str, Any], wake_in: float | None = None
+    ) -> None:
+        """Wake the run at its deadline, so the timeout holds even when no step reports anything, or
+        sooner when a step is due a check or its pending timeout (``wake_in``). Every pass re-arms it, so
+        an early wake-up (clock steps) cannot lose it."""
         seconds = run["spec"].get("timeoutSeconds")
         started = parse_time(status.get("startTime"))
-        if seconds and started is not None and not self._runs.has_wakeup(key):
+        if seconds and started is not None:
             remaining = (started - self.clock()).total_seconds() + seconds
-            self._runs.poke_later(key, remaining + 0.05)
+            wake_in = remaining if wake_in is None else min(wake_in, remaining)
+        if wake_in is not None:
+            self._runs.poke_within(key, wake_in + 0.05)
+
+    async def _check(self, key: RunKey, steps: Mapping[str, tuple[str, str | None]]) -> None:
+        """Find why the pods of ``steps`` do not run: one list of the run's unfinished pods and, if a step
+        has no pod, one of the namespace's FailedCreate events of Jobs. The next pass folds what was found."""
+        namespace = key[0]
+        pods = await self.api.list_objects(
+            pykube.Pod, namespace, stuck.run_pods_selector(key[1]), stuck.UNFINISHED_PODS
+        )
+        events: list[dict[str, Any]] = []
+        if stuck.needs_events(steps, pods):
+            events = await self.api.list_objects(
+                pykube.Event, namespace, None, f"involvedObject.kind=Job,reason={stuck.FAILED_CREATE}"
+            )
+        found = stuck.causes(steps, pods, events)
+        now = self.clock()
+        causes = self._causes.setdefault(key, {})
+        checked = self._checked.setdefault(key, {})
+        for step in steps:
+            checked[step] = now
+            if step in found:
+                causes[step] = found[step]
+            else:
+                causes.pop(step, None)
+        self.poke(*key)  # the pass folds what was found and arms the next check
 
     async def _sync_pipeline(self, key: PipelineKey, _poked: float | None) -> None:
         namespace, pipeline = key
@@ -389,6 +439,8 @@ class RunController:
         self._in_flight.pop(key, None)
         self._rejected.pop(key, None)
         self._blocked.pop(key, None)
+        self._causes.pop(key, None)
+        self._checked.pop(key, None)
         self._dags.pop(key, None)
         self._latest.pop(key, None)
         self._written.pop(key, None)

@@ -8,15 +8,16 @@ then observe steps, ask ``facts.decide`` what to do, and write the status that r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from orchest_operator.builders.job import JobOptions, step_job
+from orchest_operator.builders.job import WORKSPACE_STEP, JobOptions, step_job, workspace_job
 from orchest_operator.dag import Dag, PlanError
 from orchest_operator.facts import Decision, Reason, decide, progress
 from orchest_operator.models import (
@@ -29,9 +30,18 @@ from orchest_operator.models import (
     RunSnapshot,
     StepPhase,
     StepStatus,
+    Workspace,
 )
 from orchest_operator.observe import JobView, PodView, observe_step
 from orchest_operator.pipelinefile import schema_problems
+from orchest_operator.stuck import PENDING_TIMEOUT, Cause, family
+
+DEFAULT_PENDING_TIMEOUT = 600
+WORKSPACE_COPY_SECONDS = 3600
+"""How long an isolated run's copy may take once its pod runs: a copy that cannot start (or hangs) fails the
+run with the Job's DeadlineExceeded instead of holding it forever."""
+"""Seconds a step may wait for its pod to run when neither the run nor its Pipeline sets
+``pendingTimeoutSeconds``."""
 
 
 def timestamp(moment: datetime) -> str:
@@ -56,8 +66,16 @@ class Actions:
     create: list[dict[str, Any]] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-    """Kubernetes Events: the run's start and end, and a Warning for each failed step. A step's start and
-    success are in the status only; as Events a 1000-step run would post 2000 of them."""
+    """Kubernetes Events: the run's start and end; a Warning for each failed step and for each cause that
+    keeps a step from starting; each step's start and success up to ``Inputs.step_events_limit`` steps,
+    above it the quarters of the run's progress (a 1000-step run would post 2000 step Events)."""
+    check: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    """Steps whose pods should be checked for a reason they do not run: step → its Job's name and uid."""
+    patch_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Job name → merge patch: a running step's deadline, counted from when its pod began to run."""
+    wake_in: float | None = None
+    """Seconds until this run needs a pass although nothing may report anything: its next check or the
+    pending deadline of a step."""
     dag: Dag | None = None
     """The DAG of the run's snapshot, for the caller to hand back next time (the snapshot never changes)."""
     model: PipelineRunStatus | None = None
@@ -81,6 +99,10 @@ class Observed:
     blocked: Mapping[str, str] = field(default_factory=dict)
     """Step name → why its Job could not be created yet (its name is still held by a deleted run's Job):
     the step is started again on the next pass instead of being taken for lost."""
+    causes: Mapping[str, Cause] = field(default_factory=dict)
+    """Step name → why its pod does not run, as the last check found it (``stuck.causes``)."""
+    checked: Mapping[str, datetime] = field(default_factory=dict)
+    """Step name → when its pod was last checked."""
 
 
 @dataclass
@@ -102,6 +124,12 @@ class Inputs:
     status: PipelineRunStatus | None = None
     """The run's status already parsed (``current_status``), if the caller has it: validating a 1000-step
     run's status costs about 15 ms. It is not changed here."""
+    check_after: float = 5.0
+    """Seconds after its Job was created before a step that shows no running pod is first checked."""
+    check_every: float = 10.0
+    """Seconds between two checks of a step that still does not run."""
+    step_events_limit: int = 100
+    """Runs of up to this many steps get an Event for each step's start and success."""
 
 
 _STATUS_KEYS = {f.alias or n for n, f in PipelineRunStatus.model_fields.items()}
@@ -154,6 +182,7 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
     generation = inputs.run["metadata"].get("generation")
     pipeline_name = spec.pipeline_ref.name
     previous: dict[str, StepPhase] | None = None
+    workspace_from: str | None = None
     if spec.rerun_of:
         earlier = inputs.earlier
         if earlier is None:
@@ -173,6 +202,14 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
                 f"run {spec.rerun_of!r} is still {earlier_status.phase.value}; rerun it once it has finished"
             )
             return _finish_early(status, generation, Reason.RERUN_INVALID, msg, now)
+        if earlier["spec"].get("workspace") == Workspace.ISOLATED:
+            if spec.workspace is not Workspace.ISOLATED:
+                msg = (
+                    f"run {spec.rerun_of!r} worked in an isolated workspace, where the outputs to reuse are: "
+                    "rerun it with workspace: Isolated"
+                )
+                return _finish_early(status, generation, Reason.RERUN_INVALID, msg, now)
+            workspace_from = spec.rerun_of
         pipeline = earlier_status.snapshot.pipeline
         previous = {n: s.phase for n, s in earlier_status.steps.items()}
         selected = earlier_status.snapshot.selected
@@ -202,7 +239,9 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
             selected = dag.select(spec.selection.mode, spec.selection.steps)
         except PlanError as err:
             return _finish_early(status, generation, Reason.INVALID_SELECTION, "; ".join(err.problems), now)
-    status.snapshot = RunSnapshot(pipeline=pipeline, selected=selected, reused=reused)
+    status.snapshot = RunSnapshot(
+        pipeline=pipeline, selected=selected, reused=reused, workspace_from=workspace_from
+    )
     status.steps = {
         n: StepStatus(phase=StepPhase.REUSED, message=f"outputs of run {spec.rerun_of} reused")
         if n in reused
@@ -217,9 +256,127 @@ _OBSERVED = ("phase", "attempts", "start_time", "completion_time", "message", "f
 _recorded = attrgetter(*_OBSERVED)
 
 
+@dataclass
+class _Fold:
+    """What folding the observed Jobs and pods into the steps gave, beyond their phases."""
+
+    phases: dict[str, StepPhase] = field(default_factory=dict)
+    steps: dict[str, StepStatus] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    check: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    patch_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    delete: list[str] = field(default_factory=list)
+    wake_in: float | None = None
+    oldest_pending: str | None = None
+    """The creation of the step that has waited longest for its pod, of those still waiting."""
+    oldest_unchecked: str | None = None
+    """The creation of the oldest waiting step not yet due its first check."""
+    waiting: list[str] = field(default_factory=list)
+    """Steps still waiting for their pod with a reason known."""
+
+    def wake(self, seconds: float) -> None:
+        self.wake_in = seconds if self.wake_in is None else min(self.wake_in, seconds)
+
+    def settle_wake(self, clock: _Clock) -> None:
+        """Add the wake-ups for the oldest waiting steps: their pending timeout and their first check."""
+        for moment, after in (
+            (self.oldest_pending, clock.pending_timeout),
+            (self.oldest_unchecked, clock.check_after),
+        ):
+            began = parse_time(moment)
+            if began is not None:
+                self.wake((began - clock.now).total_seconds() + after)
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """The moments a pass compares each waiting step's start with, as timestamps: a fan-out has hundreds
+    of steps waiting at once, and comparing strings of one format is what keeps that check cheap."""
+
+    now: datetime
+    pending_timeout: int
+    check_after: float
+    check_every: float
+    check_cutoff: str = ""
+    """Steps created at or before this are due their first check."""
+    timeout_cutoff: str = ""
+    """Steps created at or before this have waited their pending timeout."""
+
+    @classmethod
+    def at(cls, now: datetime, pending_timeout: int, check_after: float, check_every: float) -> _Clock:
+        return cls(
+            now,
+            pending_timeout,
+            check_after,
+            check_every,
+            timestamp(now - timedelta(seconds=check_after)),
+            timestamp(now - timedelta(seconds=pending_timeout)),
+        )
+
+
+def _duration(start: str | None, end: str | None) -> str:
+    began, ended = parse_time(start), parse_time(end)
+    if began is None or ended is None:
+        return ""
+    return f" in {max(0, round((ended - began).total_seconds()))}s"
+
+
+def _waiting(
+    name: str, rec: StepStatus, job: JobView, ran: bool, observed: Observed, clock: _Clock, fold: _Fold
+) -> StepStatus:
+    """A running step's record while its pod may not run yet: the cause the last check found (a
+    Warning once per cause), failure at once for a cause that never clears or after the pending timeout,
+    else when to check it next. Once its pod has run (``ran``), the moment that was first seen."""
+    if ran:
+        if rec.running_since is not None:
+            return rec
+        return rec.model_copy(update={"running_since": timestamp(clock.now), "reason": None, "message": None})
+    cause = observed.causes.get(name)
+    if cause is not None and (rec.reason, rec.message) != (cause.reason, cause.message):
+        if family(cause.reason) != family(rec.reason) and not cause.permanent:
+            fold.events.append(Event("Warning", "StepWaiting", f"step {name} cannot start: {cause.text()}"))
+        rec = rec.model_copy(update={"reason": cause.reason, "message": cause.message})
+    created = rec.start_time or timestamp(clock.now)
+    if cause is not None and cause.permanent:
+        failed = f"cannot start: {cause.text()}"
+    elif created <= clock.timeout_cutoff:
+        last = f": {rec.reason}: {rec.message}" if rec.reason else ""
+        failed = f"did not start running within {clock.pending_timeout}s{last}"
+    else:
+        if rec.reason:
+            fold.waiting.append(name)
+        fold.oldest_pending = min(created, fold.oldest_pending or created)
+        checked = observed.checked.get(name)
+        if checked is None and created <= clock.check_cutoff:
+            fold.check[name] = (job.name, job.uid)
+        elif checked is None:
+            fold.oldest_unchecked = min(created, fold.oldest_unchecked or created)
+        elif (due := checked + timedelta(seconds=clock.check_every)) <= clock.now:
+            fold.check[name] = (job.name, job.uid)
+        else:
+            fold.wake((due - clock.now).total_seconds())
+        return rec
+    fold.delete.append(job.name)
+    fold.events.append(Event("Warning", "StepFailed", f"step {name} {failed}"))
+    return rec.model_copy(
+        update={
+            "phase": StepPhase.FAILED,
+            "reason": rec.reason or PENDING_TIMEOUT,
+            "message": failed,
+            "completion_time": timestamp(clock.now),
+        }
+    )
+
+
 def _observe(
-    status: PipelineRunStatus, observed: Observed, run_uid: str | None, *, stopping: bool
-) -> tuple[dict[str, StepPhase], list[Event], dict[str, StepStatus]]:
+    status: PipelineRunStatus,
+    observed: Observed,
+    run_uid: str | None,
+    clock: _Clock,
+    *,
+    stopping: bool,
+    step_events: bool,
+) -> _Fold:
     """Fold the Jobs and pods into step phases. A phase already recorded as finished is final.
 
     Only Jobs owned by this very run count (by uid): a run deleted and recreated under the same name
@@ -230,15 +387,13 @@ def _observe(
     pods_by_step: dict[str, list[PodView]] = {}
     for pod in observed.pods:
         pods_by_step.setdefault(pod.step, []).append(pod)
-    phases: dict[str, StepPhase] = {}
-    events: list[Event] = []
-    updated: dict[str, StepStatus] = {}
+    fold = _Fold()
     assert status.snapshot is not None
     for name in status.snapshot.selected:
         rec = status.steps.get(name) or StepStatus()
         if rec.phase.finished:
-            phases[name] = rec.phase
-            updated[name] = rec
+            fold.phases[name] = rec.phase
+            fold.steps[name] = rec
             continue
         seen = observe_step(jobs.get(name), pods_by_step.get(name, ()))
         if name in observed.blocked and seen is None:
@@ -246,16 +401,18 @@ def _observe(
         elif name in observed.rejected and seen is None:
             message = f"the API server refused its Job: {observed.rejected[name]}"
             new = rec.model_copy(update={"phase": StepPhase.FAILED, "message": message})
-            events.append(Event("Warning", "StepFailed", f"step {name}: {message}"))
+            fold.events.append(Event("Warning", "StepFailed", f"step {name}: {message}"))
         elif seen is not None:
+            job = jobs[name]
             fields = (
                 seen.phase,
                 seen.attempts,
                 rec.start_time or seen.start_time,
                 seen.completion_time,
-                seen.message,
+                # A running step's message is the cause that keeps its pod from running, if any.
+                seen.message if seen.phase is not StepPhase.RUNNING else rec.message,
                 seen.failure,
-                jobs[name].name,
+                job.name,
             )
             # Most running steps did not change since the last pass: keep their record as it is.
             new = (
@@ -263,19 +420,116 @@ def _observe(
                 if _recorded(rec) == fields
                 else rec.model_copy(update=dict(zip(_OBSERVED, fields, strict=True)))
             )
-            if seen.phase is StepPhase.FAILED:
-                events.append(Event("Warning", "StepFailed", f"step {name} failed: {seen.message}"))
+            if seen.phase is not StepPhase.RUNNING and new.reason is not None:
+                new = new.model_copy(update={"reason": None})  # it ran after all
+            if seen.phase is StepPhase.RUNNING:
+                new = _waiting(name, new, job, seen.ran, observed, clock, fold)
+                started_running = new.running_since is not None and rec.running_since is None
+                timeout = status.snapshot.pipeline.step(name).timeout_seconds if started_running else None
+                if timeout is not None:
+                    began = parse_time(job.start_time) or parse_time(new.start_time) or clock.now
+                    elapsed = math.ceil(max(0.0, (clock.now - began).total_seconds()))
+                    fold.patch_jobs[job.name] = {"spec": {"activeDeadlineSeconds": elapsed + timeout}}
+            elif seen.phase is StepPhase.FAILED:
+                fold.events.append(Event("Warning", "StepFailed", f"step {name} failed: {seen.message}"))
+            elif step_events:
+                took = _duration(new.start_time, new.completion_time)
+                fold.events.append(Event("Normal", "StepSucceeded", f"step {name} succeeded{took}"))
         elif rec.phase is StepPhase.RUNNING and rec.job_name not in observed.in_flight and not stopping:
             # Recorded as started, but its Job is gone (deleted by hand): never start a step twice.
             new = rec.model_copy(
                 update={"phase": StepPhase.FAILED, "message": f"Job {rec.job_name} disappeared"}
             )
-            events.append(Event("Warning", "StepFailed", f"step {name}: Job {rec.job_name} disappeared"))
+            fold.events.append(Event("Warning", "StepFailed", f"step {name}: Job {rec.job_name} disappeared"))
         else:
             new = rec
-        phases[name] = new.phase
-        updated[name] = new
-    return phases, events, updated
+        fold.phases[name] = new.phase
+        fold.steps[name] = new
+    fold.settle_wake(clock)
+    return fold
+
+
+def _workspace(
+    inputs: Inputs,
+    spec: PipelineRunSpec,
+    status: PipelineRunStatus,
+    events: list[Event],
+    dag: Dag,
+    now: str,
+    *,
+    stopping: bool,
+) -> Actions | None:
+    """An isolated run's workspace Job: ``Actions`` while it is being made (or when making it failed),
+    ``None`` once it is there (or the run is stopping and its steps are settled as usual)."""
+    copy = status.workspace or StepStatus()
+    if copy.phase.finished:
+        return None
+    run = inputs.run
+    observed = inputs.observed
+    job = observed.jobs.get(WORKSPACE_STEP)
+    if job is not None and (job.owner_uid != run["metadata"].get("uid") or job.deleting):
+        job = None
+    seen = observe_step(job, [p for p in observed.pods if p.step == WORKSPACE_STEP])
+    actions = Actions(status={}, events=events, dag=dag)
+    if stopping:  # the caller deletes its Job
+        status.workspace = copy.model_copy(update={"phase": StepPhase.CANCELLED, "completion_time": now})
+        return None
+    assert status.snapshot is not None
+    if seen is not None and seen.phase is StepPhase.SUCCEEDED:
+        status.workspace = copy.model_copy(
+            update={"phase": StepPhase.SUCCEEDED, "completion_time": seen.completion_time or now}
+        )
+        return None
+    failure = (
+        seen.message
+        if seen is not None and seen.phase is StepPhase.FAILED
+        else f"the API server refused its Job: {observed.rejected[WORKSPACE_STEP]}"
+        if seen is None and WORKSPACE_STEP in observed.rejected
+        else None
+    )
+    if failure is not None:
+        message = f"the run's workspace could not be made: {failure}"
+        status.workspace = copy.model_copy(
+            update={"phase": StepPhase.FAILED, "message": failure, "completion_time": now}
+        )
+        status.steps = {
+            n: s.model_copy(update={"phase": StepPhase.SKIPPED, "message": "not run: no workspace"})
+            for n, s in status.steps.items()
+        }
+        status.progress = progress({n: s.phase for n, s in status.steps.items()})
+        _set_condition(status, RunPhase.FAILED, Reason.WORKSPACE_FAILED, message, now)
+        actions.events.append(Event("Warning", Reason.WORKSPACE_FAILED, message))
+        actions.status = status.wire()
+        return actions
+    if seen is None and copy.job_name not in observed.in_flight:
+        # Not made yet, or its Job went away: the copy starts over from scratch, so making it again is safe.
+        manifest = workspace_job(
+            run=run,
+            spec=status.snapshot.pipeline,
+            exclude=spec.workspace_exclude,
+            from_run=status.snapshot.workspace_from,
+            priority=spec.priority,
+            options=inputs.options,
+            deadline_seconds=(
+                spec.pending_timeout_seconds
+                or status.snapshot.pipeline.pending_timeout_seconds
+                or DEFAULT_PENDING_TIMEOUT
+            )
+            + WORKSPACE_COPY_SECONDS,
+        )
+        actions.create.append(manifest)
+        copy = StepStatus(
+            phase=StepPhase.RUNNING,
+            job_name=manifest["metadata"]["name"],
+            start_time=copy.start_time or now,
+            attempts=1,
+            message=observed.blocked.get(WORKSPACE_STEP),
+        )
+    status.workspace = copy
+    status.progress = progress({n: s.phase for n, s in status.steps.items()})
+    _set_condition(status, RunPhase.RUNNING, Reason.RUNNING, "copying the pipeline's directory", now)
+    actions.status = status.wire()
+    return actions
 
 
 def reconcile(inputs: Inputs) -> Actions:
@@ -333,10 +587,29 @@ def reconcile(inputs: Inputs) -> Actions:
         and started is not None
         and (inputs.now - started).total_seconds() >= spec.timeout_seconds
     )
-    phases, step_events, steps = _observe(
-        status, inputs.observed, run["metadata"].get("uid"), stopping=spec.cancel or overdue
+    copying = status.workspace is not None and not status.workspace.phase.finished
+    if spec.workspace is Workspace.ISOLATED:
+        waiting = _workspace(inputs, spec, status, events, dag, now, stopping=spec.cancel or overdue)
+        if waiting is not None:
+            return waiting
+    pending_timeout = (
+        spec.pending_timeout_seconds
+        or status.snapshot.pipeline.pending_timeout_seconds
+        or DEFAULT_PENDING_TIMEOUT
     )
-    events += step_events
+    clock = _Clock.at(inputs.now, pending_timeout, inputs.check_after, inputs.check_every)
+    total = len(status.snapshot.selected)
+    step_events = total <= inputs.step_events_limit
+    fold = _observe(
+        status,
+        inputs.observed,
+        run["metadata"].get("uid"),
+        clock,
+        stopping=spec.cancel or overdue,
+        step_events=step_events,
+    )
+    phases, steps = fold.phases, fold.steps
+    events += fold.events
     decision: Decision = decide(
         dag,
         status.snapshot.selected,
@@ -348,7 +621,12 @@ def reconcile(inputs: Inputs) -> Actions:
         started=started,
         now=inputs.now,
     )
-    actions = Actions(status={}, events=events, dag=dag)
+    actions = Actions(status={}, events=events, dag=dag, delete=fold.delete, patch_jobs=fold.patch_jobs)
+    stopped = status.workspace is not None and status.workspace.phase is StepPhase.CANCELLED
+    if copying and stopped and status.workspace is not None and status.workspace.job_name:
+        actions.delete.append(status.workspace.job_name)  # stopped while it was being copied
+    if not decision.finished and not spec.cancel:
+        actions.check, actions.wake_in = fold.check, fold.wake_in
     for name, phase in decision.phases.items():
         if phase is not steps[name].phase:
             note = {
@@ -360,7 +638,7 @@ def reconcile(inputs: Inputs) -> Actions:
                 update={"phase": phase, "message": note, "completion_time": now if phase.finished else None}
             )
     for name in decision.stop:
-        if steps[name].job_name:
+        if steps[name].job_name and steps[name].job_name not in actions.delete:
             actions.delete.append(steps[name].job_name)
     for name in decision.start:
         manifest = step_job(
@@ -370,6 +648,8 @@ def reconcile(inputs: Inputs) -> Actions:
             parameters=spec.parameters,
             priority=spec.priority,
             options=inputs.options,
+            isolated=spec.workspace is Workspace.ISOLATED,
+            pending_timeout_seconds=pending_timeout,
         )
         actions.create.append(manifest)
         retried = name in inputs.observed.blocked
@@ -380,15 +660,57 @@ def reconcile(inputs: Inputs) -> Actions:
             attempts=1,
             message=inputs.observed.blocked.get(name),
         )
+        if step_events and not retried:
+            job = manifest["metadata"]["name"]
+            actions.events.append(Event("Normal", "StepStarted", f"step {name} started: Job {job}"))
+    if decision.start:  # the steps started now are checked when they have waited that long
+        fold.wake(inputs.check_after)
+        actions.wake_in = fold.wake_in
     status.steps = steps
     status.progress = progress({n: s.phase for n, s in steps.items()})
-    _set_condition(status, decision.phase, decision.reason, decision.message, now)
+    if not step_events:
+        actions.events += _milestones(base.progress, status.progress)
+    _set_condition(status, decision.phase, decision.reason, _with_waiting(decision, steps, fold.waiting), now)
     if decision.finished:
         kind = "Normal" if decision.phase is RunPhase.SUCCEEDED else "Warning"
         actions.events.append(Event(kind, decision.reason, decision.message))
     actions.status = _wire(status, base, run.get("status") or {})
     actions.model = status
     return actions
+
+
+def _milestones(before: str | None, after: str | None) -> list[Event]:
+    """A large run's Events stand for its steps': one at each quarter of its steps done, so that
+    ``kubectl describe`` still shows how far it got (the run's end has its own Event). ``before`` and
+    ``after`` are the run's ``progress`` ("done/total") before and after this pass."""
+
+    def quarter(progress: str | None) -> tuple[int, int, int]:
+        done, _, total = (progress or "0/0").partition("/")
+        return 4 * int(done) // max(int(total or 0), 1), int(done), int(total or 0)
+
+    (was, _, _), (now, done, total) = quarter(before), quarter(after)
+    if now > was and done < total:
+        return [Event("Normal", "Progress", f"{done}/{total} steps done")]
+    return []
+
+
+def _with_waiting(
+    decision: Decision, steps: Mapping[str, StepStatus], candidates: Collection[str], shown: int = 3
+) -> str:
+    """The condition's message, naming the steps whose pods do not run and why: the printer columns and
+    ``kubectl get`` show this message, and a stuck run must say it is stuck right there. ``candidates``
+    are the steps this pass saw waiting with a reason."""
+    if decision.finished or not candidates:
+        return decision.message
+    waiting = [
+        f"{n} ({steps[n].reason})"
+        for n in candidates
+        if steps[n].phase is StepPhase.RUNNING and steps[n].reason and steps[n].running_since is None
+    ]
+    if not waiting:
+        return decision.message
+    more = f" and {len(waiting) - shown} more" if len(waiting) > shown else ""
+    return f"{decision.message}; cannot start: {', '.join(waiting[:shown])}{more}"
 
 
 def _wire(status: PipelineRunStatus, base: PipelineRunStatus, stored: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from orchest_operator.leader.election import Timings
+
 REGISTRY = "ghcr.io/orchest-operator"
 EG_IMAGE = "elyra/enterprise-gateway:3.2.3"
 
@@ -25,6 +27,12 @@ ENV_KERNEL_LAUNCH_TIMEOUT = "ORCHEST_KERNEL_LAUNCH_TIMEOUT_SECONDS"
 ENV_KERNEL_CULL_IDLE = "ORCHEST_KERNEL_CULL_IDLE_SECONDS"
 ENV_KERNEL_CULL_INTERVAL = "ORCHEST_KERNEL_CULL_INTERVAL_SECONDS"
 ENV_PRIORITY_CLASSES = "ORCHEST_PRIORITY_CLASSES"
+ENV_STEP_EVENTS_MAX_STEPS = "ORCHEST_STEP_EVENTS_MAX_STEPS"
+ENV_STUCK_CHECK_AFTER = "ORCHEST_STUCK_CHECK_AFTER_SECONDS"
+ENV_STUCK_CHECK_EVERY = "ORCHEST_STUCK_CHECK_EVERY_SECONDS"
+ENV_LEASE_DURATION = "ORCHEST_LEADER_ELECTION_LEASE_DURATION_SECONDS"
+ENV_RENEW_DEADLINE = "ORCHEST_LEADER_ELECTION_RENEW_DEADLINE_SECONDS"
+ENV_RETRY_PERIOD = "ORCHEST_LEADER_ELECTION_RETRY_PERIOD_SECONDS"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -69,10 +77,32 @@ class Settings:
     # PriorityClasses are not installed (the chart's priorityClasses.create=false), since a pod naming a
     # missing PriorityClass is rejected.
     priority_classes: bool = True
+    # Runs of up to this many steps get a StepStarted and a StepSucceeded Event per step (StepFailed is
+    # always sent). Each Event is a write to the API server and a row of ``kubectl describe``: above this,
+    # a run gets Events at each quarter of its progress instead, and its status holds every step.
+    step_events_max_steps: int = 100
+    # A step whose pod does not show as running this many seconds after its Job was created is checked
+    # for a reason (a Pending pod's, or its Job's FailedCreate events), then again every interval.
+    stuck_check_after_seconds: float = 5.0
+    stuck_check_every_seconds: float = 10.0
+    # Leader election (``orchest operator --leader-elect``), kube-controller-manager's timings: a standby
+    # takes over once the Lease went unrenewed this long (as it observed it)...
+    lease_duration_seconds: float = 15.0
+    # ...the leader stops acting when it could not renew for this long (shorter: nobody acts in between)...
+    renew_deadline_seconds: float = 10.0
+    # ...and every replica looks at the Lease (the leader renews it) this often.
+    retry_period_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.default_step_image:
             object.__setattr__(self, "default_step_image", self.step_runner_image)
+        try:
+            self.lease_timings()
+        except ValueError as err:
+            raise SettingsError(f"leader election: {err}") from None
+
+    def lease_timings(self) -> Timings:
+        return Timings(self.lease_duration_seconds, self.renew_deadline_seconds, self.retry_period_seconds)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -102,6 +132,29 @@ class Settings:
                     kind = "positive" if least else "non-negative"
                     raise SettingsError(f"{name} must be a {kind} whole number, got {number!r}")
                 kwargs[attr] = int(number)
+        number = env.get(ENV_STEP_EVENTS_MAX_STEPS, "").strip()
+        if number:
+            if not number.isdigit():
+                raise SettingsError(
+                    f"{ENV_STEP_EVENTS_MAX_STEPS} must be a non-negative whole number, got {number!r}"
+                )
+            kwargs["step_events_max_steps"] = int(number)
+        for name, attr in (
+            (ENV_STUCK_CHECK_AFTER, "stuck_check_after_seconds"),
+            (ENV_STUCK_CHECK_EVERY, "stuck_check_every_seconds"),
+            (ENV_LEASE_DURATION, "lease_duration_seconds"),
+            (ENV_RENEW_DEADLINE, "renew_deadline_seconds"),
+            (ENV_RETRY_PERIOD, "retry_period_seconds"),
+        ):
+            number = env.get(name, "").strip()
+            if number:
+                try:
+                    seconds = float(number)
+                except ValueError:
+                    seconds = -1.0
+                if not 0 < seconds < float("inf"):
+                    raise SettingsError(f"{name} must be a positive number of seconds, got {number!r}")
+                kwargs[attr] = seconds
         flag = env.get(ENV_PRIORITY_CLASSES, "").strip().lower()
         if flag:
             if flag not in _TRUE | _FALSE:

@@ -2,13 +2,16 @@
 
 One Job per step, one pod per attempt: the Job controller owns retries (``backoffLimit``) and the step
 timeout (``activeDeadlineSeconds``); the container runs ``orchest step``, the same executor as
-``orchest run`` uses locally.
+``orchest run`` uses locally. A step's timeout counts from when its pod runs, not while it waits for a
+node or an image: the Job is created with the timeout plus the pending timeout (so it ends even when the
+operator is away), and the operator shortens it once it sees the pod run (``runs._observe``).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from orchest_operator import naming
@@ -19,7 +22,10 @@ from orchest_operator.builders.common import (
     restricted_pod_security,
 )
 from orchest_operator.models import PipelineSpec, Priority
+from orchest_operator.workspace import workspace_of
 
+WORKSPACE_STEP = "orchest.workspace"
+"""The step label of an isolated run's workspace Job: the dot keeps it apart from every step name."""
 PROJECT_VOLUME = "project"
 SCRATCH_VOLUME = "scratch"
 PRIORITY_CLASSES = {Priority.INTERACTIVE: "orchest-interactive", Priority.BACKGROUND: "orchest-background"}
@@ -52,12 +58,19 @@ def step_job(
     parameters: dict[str, Any],
     priority: Priority | str,
     options: JobOptions,
+    isolated: bool = False,
+    pending_timeout_seconds: int = 0,
 ) -> dict[str, Any]:
-    """The Job manifest for ``step_name`` of ``run`` (a PipelineRun object with uid)."""
+    """The Job manifest for ``step_name`` of ``run`` (a PipelineRun object with uid). An ``isolated`` run's
+    steps work in its workspace; their executed notebooks still go to ``.orchest/runs/<run>``."""
     if spec.volume is None:
         raise ValueError("a cluster run needs spec.volume")
     step = spec.step(step_name)
     run_name = run["metadata"]["name"]
+    mount_path = spec.volume.mount_path
+    isolation = (
+        ["--output-dir", str(PurePosixPath(mount_path, ".orchest", "runs", run_name))] if isolated else []
+    )
     pipeline_name = run["spec"]["pipelineRef"]["name"]
     labels = step_labels(pipeline_name, run_name, step.name)
     annotations = {naming.ANNOTATION_RUN: run_name}
@@ -87,8 +100,9 @@ def step_job(
             step.name,
             "--run",
             run_name,
+            *isolation,
         ],
-        "workingDir": spec.volume.mount_path,
+        "workingDir": str(workspace_of(PurePosixPath(mount_path), run_name)) if isolated else mount_path,
         "env": env,
         "volumeMounts": [mount, {"name": SCRATCH_VOLUME, "mountPath": "/tmp"}],
         "securityContext": restricted_container_security(),
@@ -116,7 +130,7 @@ def step_job(
         "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
     }
     if step.timeout_seconds is not None:
-        job_spec["activeDeadlineSeconds"] = step.timeout_seconds
+        job_spec["activeDeadlineSeconds"] = step.timeout_seconds + pending_timeout_seconds
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -128,4 +142,75 @@ def step_job(
             "ownerReferences": [owner_reference(run)],
         },
         "spec": job_spec,
+    }
+
+
+def workspace_job(
+    *,
+    run: dict[str, Any],
+    spec: PipelineSpec,
+    exclude: list[str],
+    priority: Priority | str,
+    options: JobOptions,
+    from_run: str | None = None,
+    deadline_seconds: int | None = None,
+) -> dict[str, Any]:
+    """The Job that copies the pipeline's directory (for a rerun, the earlier run's workspace) into an
+    isolated run's workspace, in the step-runner image, before the run's first step
+    (``python -m orchest_operator.workspace``)."""
+    if spec.volume is None:
+        raise ValueError("a cluster run needs spec.volume")
+    run_name = run["metadata"]["name"]
+    pipeline_name = run["spec"]["pipelineRef"]["name"]
+    labels = step_labels(pipeline_name, run_name, WORKSPACE_STEP)
+    annotations = {naming.ANNOTATION_RUN: run_name}
+    mount = {"name": PROJECT_VOLUME, "mountPath": spec.volume.mount_path}
+    if spec.volume.sub_path:
+        mount["subPath"] = spec.volume.sub_path
+    command = ["python", "-m", "orchest_operator.workspace", spec.volume.mount_path, run_name]
+    for glob in exclude:
+        command += ["--exclude", glob]
+    if from_run:
+        command += ["--from-run", from_run]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": restricted_pod_security(options.run_as_user),
+        "containers": [
+            {
+                "name": "workspace",
+                "image": options.default_image,
+                "command": command,
+                "workingDir": spec.volume.mount_path,
+                "env": [{"name": "HOME", "value": "/tmp"}],
+                "volumeMounts": [mount, {"name": SCRATCH_VOLUME, "mountPath": "/tmp"}],
+                "securityContext": restricted_container_security(),
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        ],
+        "volumes": [
+            {"name": PROJECT_VOLUME, "persistentVolumeClaim": {"claimName": spec.volume.claim_name}},
+            {"name": SCRATCH_VOLUME, "emptyDir": {}},
+        ],
+    }
+    if options.priority_classes:
+        pod_spec["priorityClassName"] = PRIORITY_CLASSES[Priority(priority)]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": naming.job_name(run_name, WORKSPACE_STEP),
+            "namespace": run["metadata"]["namespace"],
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(run)],
+        },
+        "spec": {
+            "backoffLimit": 1,
+            "completions": 1,
+            "parallelism": 1,
+            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+            **({"activeDeadlineSeconds": deadline_seconds} if deadline_seconds else {}),
+        },
     }

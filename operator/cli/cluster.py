@@ -16,9 +16,8 @@ import yaml
 from orchest_operator.cli import CliError
 from orchest_operator.cli.pipeline import add_run_options, run_request
 from orchest_operator.dag import Dag, PlanError
-from orchest_operator.models import API_VERSION, PipelineRunStatus, Priority, RunPhase
+from orchest_operator.models import API_VERSION, PipelineRunStatus, Priority, RunPhase, StepPhase
 from orchest_operator.pipelinefile import load
-from orchest_operator.progress import reporter_for
 
 if TYPE_CHECKING:  # the kubernetes client takes a second to import: only the cluster commands pay it
     from orchest_operator.remote import Cluster
@@ -31,7 +30,13 @@ def _cluster_command(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
-        from orchest_operator.remote import RemoteError
+        try:
+            from orchest_operator.remote import RemoteError
+        except ModuleNotFoundError as err:  # the images install only what their own command imports
+            raise CliError(
+                f"the cluster commands need the {err.name} package, which this installation lacks "
+                f"(pip install {err.name}, or pip install orchest-operator for the whole CLI)"
+            ) from None
 
         try:
             return handler(args)
@@ -52,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_run_options(submit, default_parallelism=0)
     submit.add_argument("--priority", choices=["interactive", "background"], default="background")
     submit.add_argument("--timeout", type=int, metavar="SECONDS", help="fail the run after SECONDS")
+    submit.add_argument(
+        "--pending-timeout",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="fail a step whose pod has not started running within SECONDS (default: the pipeline's, or 600)",
+    )
     submit.add_argument("--name", help="the run's name (default: generated from the pipeline's)")
     submit.add_argument("--watch", action="store_true", help="follow the run until it finishes")
     _cluster_options(submit)
@@ -96,6 +107,12 @@ def _connect(args: argparse.Namespace) -> Cluster:
 
 
 @_cluster_command
+def _positive_seconds(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number of seconds, got {text!r}")
+    return int(text)
+
+
 def handle_submit(args: argparse.Namespace) -> int:
     loaded = load(args.pipeline, check_files=False)
     if not loaded.ok or loaded.document is None:
@@ -113,6 +130,8 @@ def handle_submit(args: argparse.Namespace) -> int:
     spec["priority"] = Priority(args.priority.capitalize()).value
     if args.timeout is not None:
         spec["timeoutSeconds"] = args.timeout
+    if args.pending_timeout is not None:
+        spec["pendingTimeoutSeconds"] = args.pending_timeout
     try:
         Dag.of(document.spec).select(spec["selection"]["mode"], spec["selection"]["steps"])
     except PlanError as err:
@@ -130,6 +149,8 @@ def handle_submit(args: argparse.Namespace) -> int:
 
 
 def _watch(cluster: Cluster, name: str) -> int:
+    from orchest_operator.progress import reporter_for  # rich: the images do not install it
+
     reporter = reporter_for(sys.stdout)
     status = PipelineRunStatus()
     try:
@@ -174,6 +195,8 @@ def _status_text(run: dict[str, Any]) -> str:
         lines.append(f"{'STEP':<{width}}  {'PHASE':<9}  {'ATTEMPTS':<8}  MESSAGE")
         for name, step in status.steps.items():
             message = step.message or ""
+            if step.reason and step.phase is StepPhase.RUNNING:  # waiting for its pod: say why
+                message = f"{step.reason}: {message}" if message else step.reason
             if step.failure and step.failure.ename:
                 message = (
                     f"cell {step.failure.cell}: {step.failure.ename}: {step.failure.evalue or ''}".strip()
@@ -221,7 +244,16 @@ def handle_rerun(args: argparse.Namespace) -> int:
     if not phase.finished:
         raise CliError(f"run {args.run!r} is still {phase.value}; rerun it once it has finished")
     spec = {"pipelineRef": earlier["spec"]["pipelineRef"], "rerunOf": args.run}
-    for key in ("parameters", "parallelism", "failurePolicy", "priority", "timeoutSeconds"):
+    keys = (
+        "parameters",
+        "parallelism",
+        "failurePolicy",
+        "priority",
+        "timeoutSeconds",
+        "workspace",
+        "workspaceExclude",
+    )
+    for key in keys:
         if key in earlier["spec"]:
             spec[key] = earlier["spec"][key]
     body = {

@@ -21,10 +21,11 @@ from orchest_operator import graph
 from orchest_operator.cli import CliError
 from orchest_operator.convert import ConvertError, convert
 from orchest_operator.dag import PlanError
+from orchest_operator.jobs import sweep
+from orchest_operator.jobs.convert import convert_job, is_job
 from orchest_operator.local import LocalRun, exit_code
-from orchest_operator.models import FailurePolicy, PipelineDocument, PipelineRunSpec, SelectionMode
+from orchest_operator.models import FailurePolicy, PipelineDocument, PipelineRunSpec, RunPhase, SelectionMode
 from orchest_operator.pipelinefile import Loaded, load, schema_problems
-from orchest_operator.progress import reporter_for, summary
 
 MODES = {mode.value.lower(): mode for mode in SelectionMode}
 POLICIES = {"fail-fast": FailurePolicy.FAIL_FAST, "continue": FailurePolicy.CONTINUE}
@@ -41,6 +42,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("pipeline", type=Path, metavar="PIPELINE.yaml")
     add_run_options(run, default_parallelism=os.cpu_count() or 1)
+    run.add_argument(
+        "--matrix",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="sweep: one run per combination of every --matrix (at most 256), each in its own copy of the "
+        "pipeline's directory; values are read as YAML",
+    )
+    run.add_argument(
+        "--max-parallel-runs",
+        type=_non_negative,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help=f"sweep runs at once, 0 for no limit (default: {os.cpu_count() or 1})",
+    )
     run.set_defaults(handler=handle_run)
 
     validate = subparsers.add_parser(
@@ -58,8 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     draw.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
     draw.set_defaults(handler=handle_graph)
 
-    conv = subparsers.add_parser("convert", help="turn an Orchest pipeline (.orchest) into a Pipeline YAML")
-    conv.add_argument("source", type=Path, metavar="FILE.orchest")
+    conv = subparsers.add_parser(
+        "convert",
+        help="turn an Orchest pipeline (.orchest) into a Pipeline, or an Orchest job (its JSON) into a "
+        "Pipeline and a PipelineJob",
+    )
+    conv.add_argument("source", type=Path, metavar="FILE.orchest|JOB.json")
     conv.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
     conv.set_defaults(handler=handle_convert)
 
@@ -156,12 +176,43 @@ def _loaded(path: Path, *, check_files: bool = True) -> tuple[Loaded, PipelineDo
     return loaded, loaded.document
 
 
+def parse_matrix(items: Iterable[str]) -> dict[str, list[Any]]:
+    """``--matrix key=v1,v2`` options; each value a YAML scalar, as with ``-p``."""
+    matrix: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--matrix {item!r}: expected KEY=V1,V2,...")
+        if key in matrix:
+            raise ValueError(f"--matrix {key!r} is given twice; list all its values in one --matrix")
+        values = []
+        for part in text.split(","):
+            try:
+                values.append(yaml.safe_load(part) if part.strip() else "")
+            except yaml.YAMLError:
+                raise ValueError(f"--matrix {item!r}: {part!r} is not valid YAML") from None
+        matrix[key] = values
+    return matrix
+
+
 def handle_run(args: argparse.Namespace) -> int:
+    # Imported here: rich is for terminals, and the operator and step-runner images do not install it.
+    try:
+        from orchest_operator.progress import reporter_for, summary
+    except ModuleNotFoundError as err:
+        raise CliError(
+            f"orchest run needs the {err.name} package, which this installation lacks "
+            f"(pip install {err.name}, or pip install orchest-operator for the whole CLI)"
+        ) from None
+
     loaded, document = _loaded(args.pipeline)
     if document is None:
         return 2
     try:
         request = PipelineRunSpec.model_validate(run_request(args, document.metadata.name))
+        if args.matrix:
+            return _sweep(args, document, loaded.base, request)
         local = LocalRun(document.spec, loaded.base, request)
     except ValidationError as err:
         _report(args.pipeline, schema_problems(err, PipelineRunSpec))
@@ -179,6 +230,57 @@ def handle_run(args: argparse.Namespace) -> int:
     for line in summary(status, local.id, local.dir):
         print(line)
     return exit_code(status)
+
+
+def _sweep(args: argparse.Namespace, document: PipelineDocument, base: Path, request: PipelineRunSpec) -> int:
+    try:
+        runs = sweep.plan(document.spec, base, request, parse_matrix(args.matrix))
+    except (ValueError, sweep.SweepError) as err:
+        raise CliError(str(err), 2) from None
+    limit = "no limit" if args.max_parallel_runs == 0 else f"at most {args.max_parallel_runs} at once"
+    print(
+        f"Sweep of {document.metadata.name}: {len(runs)} run(s) ({limit}), each in its own workspace",
+        flush=True,
+    )
+
+    def finished(item: sweep.SweepRun) -> None:
+        seconds = item.seconds or 0.0
+        print(
+            f"  {item.run.id} ({_combination(item.combination)}): {item.phase.value} in {seconds:.1f}s",
+            flush=True,
+        )
+
+    completed = sweep.execute(runs, args.max_parallel_runs, finished)
+    for line in sweep_table(runs):
+        print(line)
+    if not completed:
+        return 130
+    return 0 if sweep.all_succeeded(runs) else 1
+
+
+def _combination(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()) or "-"
+
+
+def sweep_table(runs: list[sweep.SweepRun]) -> list[str]:
+    """The table a sweep ends with: each combination, its run, its phase and its duration."""
+    rows = [("#", "COMBINATION", "RUN", "PHASE", "DURATION")]
+    for item in runs:
+        seconds = item.seconds
+        rows.append(
+            (
+                str(item.index),
+                _combination(item.combination),
+                item.run.id,
+                item.phase.value if item.status is not None else "NotStarted",
+                "" if seconds is None else f"{seconds:.1f}s",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    succeeded = sum(1 for r in runs if r.phase is RunPhase.SUCCEEDED)
+    lines.append(f"{succeeded}/{len(runs)} run(s) succeeded; records in .orchest/runs/<run>/")
+    return lines
 
 
 def handle_validate(args: argparse.Namespace) -> int:
@@ -218,7 +320,7 @@ def handle_convert(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise CliError(f"{args.source}: not valid JSON: {err}") from None
     try:
-        text = convert(data, args.source.name)
+        text = convert_job(data, args.source.name) if is_job(data) else convert(data, args.source.name)
     except ConvertError as err:
         _report(args.source, err.problems)
         return 1

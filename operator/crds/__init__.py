@@ -20,7 +20,7 @@ _DROP_KEYS = {"title", "discriminator"}
 
 # Everything but ``cancel`` is frozen once a run exists: a run is a record of what was asked for.
 _IMMUTABLE_RUN_FIELDS = ("pipelineRef", "selection", "parameters", "parallelism", "failurePolicy", "priority")
-_OPTIONAL_IMMUTABLE_RUN_FIELDS = ("timeoutSeconds", "rerunOf")
+_OPTIONAL_IMMUTABLE_RUN_FIELDS = ("timeoutSeconds", "rerunOf", "workspace", "workspaceExclude")
 
 
 def _run_spec_rules() -> list[dict[str, str]]:
@@ -68,8 +68,8 @@ def structural(schema: dict[str, Any], defs: dict[str, Any], *, keep_defaults: b
         node = {**inner, **node}
 
     if node.get("x-kubernetes-preserve-unknown-fields"):
+        # A free map keeps its ``type: object``; a free value (a parameter's value) has no type at all.
         node.pop("additionalProperties", None)
-        node["type"] = "object"
     if node.get("additionalProperties") is False:
         node.pop("additionalProperties")
     if "default" in node:
@@ -189,6 +189,64 @@ def pipelinerun_crd() -> dict[str, Any]:
             {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
             {"name": "Start", "type": "date", "jsonPath": ".status.startTime"},
             {"name": "Completion", "type": "date", "jsonPath": ".status.completionTime"},
+            # The Succeeded condition's message: progress, and the steps that cannot start and why.
+            {
+                "name": "Message",
+                "type": "string",
+                "jsonPath": '.status.conditions[?(@.type=="Succeeded")].message',
+            },
+        ],
+    )
+
+
+def combinations_rule() -> str:
+    """CEL for "a batch has at most MAX_COMBINATIONS combinations": the product of the matrix's list sizes
+    plus the include entries. CEL has no product and no variables, so each partial product is bound by a
+    one-element list's ``all`` and capped at MAX + 1, which keeps every product far from overflow."""
+    cap = models.MAX_COMBINATIONS
+    factor = "(size(s) > {i} ? s[{i}] : 1)"
+    expr = f"p{models.MAX_MATRIX_PARAMETERS} + size(self.include) <= {cap}"
+    for i in reversed(range(models.MAX_MATRIX_PARAMETERS)):
+        product = f"p{i} * {factor.format(i=i)}"
+        expr = f"[{product} > {cap} ? {cap + 1} : {product}].all(p{i + 1}, {expr})"
+    sizes = "self.matrix.map(k, size(self.matrix[k]))"
+    return f"[{sizes}].all(s, [size(s) == 0 ? 0 : 1].all(p0, {expr}))"
+
+
+def _job_spec_rules() -> list[dict[str, str]]:
+    return [
+        {
+            "rule": combinations_rule(),
+            "message": f"a batch has at most {models.MAX_COMBINATIONS} combinations "
+            "(the product of the matrix's value counts plus the include entries)",
+        },
+        {
+            "rule": "!has(self.schedule) || !self.schedule.startsWith('@every ') || "
+            "duration(self.schedule.substring(7)) >= duration('10s')",
+            "message": "schedule: @every must be at least 10s",
+        },
+    ]
+
+
+def pipelinejob_crd() -> dict[str, Any]:
+    spec = schema_of(models.PipelineJobSpec)
+    spec["x-kubernetes-validations"] = _job_spec_rules()
+    return _crd(
+        kind="PipelineJob",
+        plural="pipelinejobs",
+        short="oplj",
+        description="A Pipeline run once, on a cron schedule, or on demand, over a grid of parameter values: "
+        "each tick creates a batch of PipelineRuns, one per combination, each exactly once.",
+        spec=spec,
+        status=schema_of(models.PipelineJobStatus, keep_defaults=False),
+        columns=[
+            {"name": "Pipeline", "type": "string", "jsonPath": ".spec.pipelineRef.name"},
+            {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+            {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
+            {"name": "Active", "type": "integer", "jsonPath": ".status.activeRuns"},
+            {"name": "Last", "type": "string", "jsonPath": ".status.lastBatchPhase"},
+            {"name": "Next", "type": "string", "jsonPath": ".status.nextScheduleTime"},
+            {"name": "Last Schedule", "type": "date", "jsonPath": ".status.lastScheduleTime", "priority": 1},
         ],
     )
 
@@ -198,6 +256,7 @@ def all_crds() -> dict[str, dict[str, Any]]:
     return {
         "orchest.io_pipelines.yaml": pipeline_crd(),
         "orchest.io_pipelineruns.yaml": pipelinerun_crd(),
+        "orchest.io_pipelinejobs.yaml": pipelinejob_crd(),
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from orchest_operator import naming
-from orchest_operator.handlers.startup import controller
+from orchest_operator.handlers.startup import controller, job_controller
 from orchest_operator.observe import JobView, PodView
 from orchest_operator.run_controller import RunController, index_key
 
@@ -51,6 +51,8 @@ async def run_event(
         ctl.run_deleted(namespace, name, body["spec"]["pipelineRef"]["name"])
     else:
         ctl.run_seen(body)
+    if naming.LABEL_JOB in (body["metadata"].get("labels") or {}):
+        job_controller().run_seen(body, deleted=type == "DELETED")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)

@@ -108,3 +108,28 @@ def test_deleting_a_run_deletes_its_jobs(orchest: Orchest, project: Any) -> None
         "orchest.io", "v1alpha1", orchest.namespace, "pipelineruns", "r", propagation_policy="Foreground"
     )
     wait(lambda: not orchest.jobs("r"), 120)
+
+
+def test_steps_that_cannot_start_say_why(orchest: Orchest, project: Any) -> None:
+    """On a real scheduler and kubelet: a GPU no node has waits as Unschedulable and fails at the pending
+    timeout with that reason; an image name that cannot be parsed fails at once."""
+    claim = project({"ok.py": OK})
+    gpu = {"name": "gpu", "file": "ok.py", "resources": {"limits": {"nvidia.com/gpu": 1}}}
+    orchest.pipeline("gpu", claim, [gpu], concurrencyPolicy="Allow")
+    orchest.pipeline("typo", claim, [{"name": "typo", "file": "ok.py", "image": "Invalid/Image:latest"}])
+    orchest.run("gpu", "gpu", pendingTimeoutSeconds=40)
+    orchest.run("typo", "typo")
+
+    def waiting() -> dict[str, Any] | None:
+        step = (orchest.get_run("gpu").get("status") or {}).get("steps", {}).get("gpu") or {}
+        return step if step.get("reason") == "Unschedulable" else None
+
+    step = wait(waiting, 30)
+    assert step["phase"] == "Running" and "nvidia.com/gpu" in step["message"]
+    typo = orchest.finished("typo", timeout=60)["status"]["steps"]["typo"]
+    assert (typo["phase"], typo["reason"]) == ("Failed", "InvalidImageName")
+    gpu_run = orchest.finished("gpu", timeout=120)
+    failed = gpu_run["status"]["steps"]["gpu"]
+    assert failed["reason"] == "Unschedulable"
+    assert failed["message"].startswith("did not start running within 40s: Unschedulable: ")
+    wait(lambda: not orchest.jobs("gpu"), 60)

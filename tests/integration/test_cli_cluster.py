@@ -177,6 +177,8 @@ async def test_logs_without_pods_says_why(cluster: Cluster, operator) -> None:
         (lambda p: p["spec"].pop("volume"), [], "spec.volume is required on a cluster"),
         (lambda p: None, ["--steps", "zz"], "selected step 'zz' does not exist"),
         (lambda p: None, ["-p", "novalue"], "expected KEY=VALUE"),
+        (lambda p: None, ["--pending-timeout", "0"], "must be a positive whole number of seconds, got '0'"),
+        (lambda p: None, ["--pending-timeout", "soon"], "must be a positive whole number of seconds"),
     ],
 )
 async def test_submit_rejects_bad_input_before_touching_the_cluster(

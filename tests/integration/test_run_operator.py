@@ -143,8 +143,9 @@ async def test_events_are_posted_for_the_run(cluster: Cluster, operator, fake_ku
         events = cluster.peek_all("v1/events", NS)
         return {e.get("reason") for e in events if e["involvedObject"].get("kind") == "PipelineRun"}
 
-    await wait_for(lambda: {"Started", "Succeeded"} <= reasons(), timeout=10)
-    assert reasons() == {"Started", "Succeeded"}, "a step's start and success are in the status only"
+    expected = {"Started", "StepStarted", "StepSucceeded", "Succeeded"}
+    await wait_for(lambda: expected <= reasons(), timeout=10)
+    assert reasons() == expected
 
 
 async def test_parallelism_limits_concurrent_jobs(cluster: Cluster, operator, fake_kubelet) -> None:

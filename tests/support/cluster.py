@@ -180,6 +180,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     journal: collections.deque[tuple[float, str]] = attrs.field(
         factory=lambda: collections.deque(maxlen=2000), init=False
     )  # (loop time, request) of the latest requests: to debug timing without kmock's full log
+    by_token: dict[str, collections.Counter[str]] = attrs.field(
+        factory=lambda: collections.defaultdict(collections.Counter), init=False
+    )  # bearer token → request counts: tells apart clients given kubeconfigs with their own tokens
 
     # --- registration and direct access -------------------------------------------------------------
 
@@ -280,6 +283,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         # user reaction exists, the log is trimmed and K8s requests go straight to their _serve_* method.
         described = _describe(request)
         self.request_counts[described] += 1
+        auth = next((v for k, v in request.headers.items() if k.lower() == "authorization"), "")
+        self.by_token[auth.removeprefix("Bearer ")][described] += 1
         self.journal.append((asyncio.get_running_loop().time(), f"{described} {request.name or ''}".rstrip()))
         untouched = len(self._payloads) == len(self._builtin) and all(
             mine is builtin for mine, builtin in zip(self._payloads, self._builtin, strict=True)
@@ -686,13 +691,14 @@ def _status_event(code: int, reason: str, message: str) -> dict[str, Any]:
     }
 
 
-def write_kubeconfig(path: Path, server: str) -> Path:
-    """A kubeconfig whose one context points at ``server`` (no TLS; a dummy token for clients wanting one)."""
+def write_kubeconfig(path: Path, server: str, token: str = "emulator-token") -> Path:
+    """A kubeconfig whose one context points at ``server`` (no TLS; a dummy token for clients wanting one,
+    or a token of the test's choosing, to tell clients apart in ``ClusterEmulator.by_token``)."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "emulator", "cluster": {"server": server}}],
-        "users": [{"name": "tester", "user": {"token": "emulator-token"}}],
+        "users": [{"name": "tester", "user": {"token": token}}],
         "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester"}}],
         "current-context": "emulator",
     }

@@ -6,7 +6,16 @@ It watches Jobs and, for each, does what the Job controller and a kubelet togeth
 ``job_complete_delay`` (the real controller batches pod updates for about a second), updates the Job:
 ``succeeded`` with ``SuccessCriteriaMet`` then ``Complete`` (two writes, as Kubernetes >= 1.31 does), or
 ``failed`` and a replacement pod until ``backoffLimit`` is exceeded, then ``FailureTarget`` then ``Failed``.
-``activeDeadlineSeconds`` fails the running pod and the Job with reason ``DeadlineExceeded``.
+``activeDeadlineSeconds`` fails the running pod and the Job with reason ``DeadlineExceeded``; a change
+of it on a running Job is honoured, as the Job controller does. A pod still running after the
+controller's batch period (``job_complete_delay``) is counted in the Job's ``status.ready``.
+
+An ``obstacle`` policy plays a cluster that says no: the Job controller cannot create the pod (a
+``FailedCreate`` Warning Event on the Job, again at each retry, aggregated into one Event with a count as
+the real event recorder does), the scheduler finds no node (``PodScheduled=False``), or the kubelet cannot
+start the container (a waiting reason such as ``ErrImagePull``, alternating with ``ImagePullBackOff`` as a
+real kubelet's pull back-off does). The pod then stays Pending until its Job is deleted or its deadline
+passes.
 
 It talks to the API over HTTP through ``KubeApi``, so the same code drives the in-process emulator in tests
 and a real API server in benchmarks and e2e runs (never run it where real kubelets exist).
@@ -63,6 +72,39 @@ class Outcome:
 OutcomePolicy = Callable[[Mapping[str, Any], Mapping[str, Any]], Outcome]
 
 
+@dataclass(frozen=True)
+class Refused:
+    """The pod cannot be created: the API server's refusal, as the Job controller's FailedCreate says it."""
+
+    message: str
+    retry_every: float = 0.5
+
+
+@dataclass(frozen=True)
+class Unschedulable:
+    """The pod is created but no node fits it."""
+
+    message: str = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+
+
+@dataclass(frozen=True)
+class CannotStart:
+    """The pod is scheduled but its container cannot start (``ErrImagePull``, ``InvalidImageName``,
+    ``CreateContainerConfigError``); ``ErrImagePull`` turns into ``ImagePullBackOff`` and back."""
+
+    reason: str
+    message: str = ""
+    retry_every: float = 0.5
+
+
+Obstacle = Refused | Unschedulable | CannotStart
+ObstaclePolicy = Callable[[Mapping[str, Any]], Obstacle | None]
+
+
+def no_obstacle(job: Mapping[str, Any]) -> Obstacle | None:
+    return None
+
+
 def always_succeed(job: Mapping[str, Any], pod: Mapping[str, Any]) -> Outcome:
     return Outcome()
 
@@ -102,6 +144,7 @@ class KubeletFactory(Protocol):
         job_complete_delay: float = 1.0,
         retry_delay: float = 0.0,
         node_name: str = "fake-node",
+        obstacle: ObstaclePolicy = no_obstacle,
     ) -> FakeKubelet: ...
 
 
@@ -131,8 +174,10 @@ class FakeKubelet:
         job_complete_delay: float = 1.0,
         retry_delay: float = 0.0,
         node_name: str = "fake-node",
+        obstacle: ObstaclePolicy = no_obstacle,
     ) -> None:
         self.api = api
+        self.obstacle = obstacle
         self.namespace = namespace
         self.labels = labels
         self.run_time = run_time
@@ -142,6 +187,7 @@ class FakeKubelet:
         self.node_name = node_name
         self.errors: list[str] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._runs: dict[str, _JobRun] = {}
         self._observer: asyncio.Task[None] | None = None
         self._version: str | None = None  # where the Job watch continues from; None: list again
 
@@ -219,6 +265,8 @@ class FakeKubelet:
             for c in (job.get("status") or {}).get("conditions") or []
             if c.get("status") == "True"
         }
+        if meta["uid"] in self._runs:
+            self._runs[meta["uid"]].deadline_changed((job.get("spec") or {}).get("activeDeadlineSeconds"))
         if meta["uid"] in self._tasks or conditions & set(_TERMINAL) or meta.get("deletionTimestamp"):
             return
         self._tasks[meta["uid"]] = asyncio.create_task(self._run_job(dict(job)), name=f"job {meta['name']}")
@@ -227,8 +275,10 @@ class FakeKubelet:
 
     async def _run_job(self, job: dict[str, Any]) -> None:
         name = job["metadata"]["name"]
+        uid = job["metadata"]["uid"]
+        run = self._runs[uid] = _JobRun(self, job)
         try:
-            await _JobRun(self, job).run()
+            await run.run()
         except _JobGone:
             logger.debug("fake kubelet: job %s is gone", name)
         except asyncio.CancelledError:
@@ -236,6 +286,8 @@ class FakeKubelet:
         except Exception as error:  # reported, not raised: a background task has nobody to raise to
             self.errors.append(f"job {name}: {error!r}")
             logger.exception("fake kubelet: job %s abandoned", name)
+        finally:
+            self._runs.pop(uid, None)
 
     async def call(self, action: Callable[[], Awaitable[T]]) -> T:
         """Retry transient API failures a few times; 404 means the object is gone."""
@@ -273,12 +325,18 @@ class _JobRun:
         deadline = self.spec.get("activeDeadlineSeconds")
         # Counted from now for a new Job (startTime has whole seconds: a 1 s deadline could hit at once),
         # from startTime for a Job another kubelet had started.
-        started = _epoch(status["startTime"]) if status.get("startTime") else time.time()
-        self.deadline: float | None = started + float(deadline) if deadline is not None else None
+        self.started = _epoch(status["startTime"]) if status.get("startTime") else time.time()
+        self.deadline: float | None = self.started + float(deadline) if deadline is not None else None
+
+    def deadline_changed(self, seconds: float | None) -> None:
+        self.deadline = self.started + float(seconds) if seconds is not None else None
 
     async def run(self) -> None:
         backoff_limit = int(self.spec.get("backoffLimit", 6))
         try:
+            obstacle = self.kubelet.obstacle(self.job)
+            if obstacle is not None:
+                await self._blocked(obstacle)
             while True:
                 pod = await self._start_pod()
                 succeeded = await self._run_pod(pod)
@@ -292,17 +350,94 @@ class _JobRun:
                         "BackoffLimitExceeded", "Job has reached the specified backoff limit"
                     )
                     return
-                await self._job_status({"failed": self.failed, "active": 0})
+                await self._job_status({"failed": self.failed, "active": 0, "ready": 0})
                 await self._sleep(self.kubelet.retry_delay)
         except _Deadline:
             await self._finish_failure("DeadlineExceeded", "Job was active longer than specified deadline")
 
     async def _sleep(self, seconds: float) -> None:
-        """Sleep, but no further than the Job's deadline."""
-        if self.deadline is not None and time.time() + seconds >= self.deadline:
-            await asyncio.sleep(max(0.0, self.deadline - time.time()))
-            raise _Deadline()
-        await asyncio.sleep(seconds)
+        """Sleep, but no further than the Job's deadline (which may change meanwhile)."""
+        until = time.time() + seconds
+        while self.deadline is not None:
+            if time.time() >= self.deadline:
+                raise _Deadline()
+            if time.time() >= until:
+                return
+            await asyncio.sleep(max(0.0, min(0.1, until - time.time(), self.deadline - time.time())))
+        await asyncio.sleep(max(0.0, until - time.time()))
+
+    async def _blocked(self, obstacle: Obstacle) -> None:
+        """Play the cluster refusing this Job's pod until the Job is deleted or its deadline passes."""
+        if isinstance(obstacle, Refused):
+            await self._job_status({"startTime": self.start_time, "active": 0})
+            event: dict[str, Any] | None = None
+            while True:
+                event = await self._failed_create(obstacle.message, event)
+                await self._sleep(obstacle.retry_every)
+        pod = await self._start_pod(scheduled=not isinstance(obstacle, Unschedulable))
+        name = pod["metadata"]["name"]
+        if isinstance(obstacle, Unschedulable):
+            condition = {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": obstacle.message,
+                "lastTransitionTime": _now(),
+            }
+            await self._pod_status(name, {"phase": "Pending", "conditions": [condition]})
+            while True:
+                await self._sleep(3600)
+        reason = obstacle.reason
+        while True:
+            waiting = {"waiting": {"reason": reason, "message": obstacle.message or reason}}
+            containers = (pod.get("spec") or {}).get("containers") or [{"name": "main"}]
+            statuses = [
+                {
+                    "name": c["name"],
+                    "image": c.get("image", ""),
+                    "ready": False,
+                    "started": False,
+                    "restartCount": 0,
+                    "state": waiting,
+                }
+                for c in containers
+            ]
+            scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": _now()}
+            await self._pod_status(
+                name, {"phase": "Pending", "conditions": [scheduled], "containerStatuses": statuses}
+            )
+            await self._sleep(obstacle.retry_every)
+            reason = {"ErrImagePull": "ImagePullBackOff", "ImagePullBackOff": "ErrImagePull"}.get(
+                reason, reason
+            )
+
+    async def _failed_create(self, message: str, event: dict[str, Any] | None) -> dict[str, Any]:
+        """The Job controller's FailedCreate Warning: one Event, its count raised at each retry."""
+        now = _now()
+        if event is None:
+            body = {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
+                "involvedObject": {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": self.name,
+                    "namespace": self.namespace,
+                    "uid": self.uid,
+                },
+                "reason": "FailedCreate",
+                "message": message,
+                "type": "Warning",
+                "source": {"component": "job-controller"},
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+            }
+            return await self.kubelet.call(lambda: self.api.create("v1/events", body))
+        patch = {"count": int(event.get("count") or 1) + 1, "lastTimestamp": now, "message": message}
+        name = event["metadata"]["name"]
+        return await self.kubelet.call(lambda: self.api.patch("v1/events", name, patch, self.namespace))
 
     async def _job_status(self, status: Mapping[str, Any]) -> None:
         patch = {"status": dict(status)}
@@ -310,7 +445,7 @@ class _JobRun:
             lambda: self.api.patch(JOBS, self.name, patch, self.namespace, subresource="status")
         )
 
-    async def _start_pod(self) -> dict[str, Any]:
+    async def _start_pod(self, *, scheduled: bool = True) -> dict[str, Any]:
         template = self.spec.get("template") or {}
         tmeta = template.get("metadata") or {}
         labels = {
@@ -339,7 +474,10 @@ class _JobRun:
                     }
                 ],
             },
-            "spec": {**(template.get("spec") or {}), "nodeName": self.kubelet.node_name},
+            "spec": {
+                **(template.get("spec") or {}),
+                **({"nodeName": self.kubelet.node_name} if scheduled else {}),
+            },
         }
         created = await self.kubelet.call(lambda: self.api.create(PODS, pod))
         await self._job_status({"startTime": self.start_time, "active": 1, "failed": self.failed})
@@ -376,7 +514,14 @@ class _JobRun:
                     "containerStatuses": running,
                 },
             )
-            await self._sleep(outcome.run_time if outcome.run_time is not None else self.kubelet.run_time)
+            run_time = outcome.run_time if outcome.run_time is not None else self.kubelet.run_time
+            batch = self.kubelet.job_complete_delay
+            if run_time > batch:  # the controller's next sync sees the pod Ready
+                await self._sleep(batch)
+                await self._job_status({"ready": 1})
+                await self._sleep(run_time - batch)
+            else:
+                await self._sleep(run_time)
         except _Deadline:
             self.failed += 1
             await self._end_pod(
@@ -449,14 +594,16 @@ class _JobRun:
         message = "Reached expected number of succeeded pods"
         self.conditions.append(_condition("SuccessCriteriaMet", "CompletionsReached", message))
         await self._job_status(
-            {"succeeded": 1, "active": 0, "failed": self.failed, "conditions": self.conditions}
+            {"succeeded": 1, "active": 0, "ready": 0, "failed": self.failed, "conditions": self.conditions}
         )
         self.conditions.append(_condition("Complete", "CompletionsReached", message))
         await self._job_status({"conditions": self.conditions, "completionTime": _now()})
 
     async def _finish_failure(self, reason: str, message: str) -> None:
         self.conditions.append(_condition("FailureTarget", reason, message))
-        await self._job_status({"failed": self.failed, "active": 0, "conditions": self.conditions})
+        await self._job_status(
+            {"failed": self.failed, "active": 0, "ready": 0, "conditions": self.conditions}
+        )
         self.conditions.append(_condition("Failed", reason, message))
         await self._job_status({"conditions": self.conditions})
 

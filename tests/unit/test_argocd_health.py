@@ -130,7 +130,11 @@ def test_the_patch_is_an_argocd_cm_configmap_with_only_health_keys() -> None:
         "argocd-cm",
         "argocd",
     )
-    assert set(patch["data"]) == {KEY.format("Pipeline"), KEY.format("PipelineRun")}
+    assert set(patch["data"]) == {
+        KEY.format("Pipeline"),
+        KEY.format("PipelineRun"),
+        KEY.format("PipelineJob"),
+    }
 
 
 def test_application_installs_the_chart_into_orchest_system() -> None:
@@ -139,3 +143,61 @@ def test_application_installs_the_chart_into_orchest_system() -> None:
     assert (ROOT / app["spec"]["source"]["path"] / "Chart.yaml").is_file()
     assert app["spec"]["destination"]["namespace"] == "orchest-system"
     assert "ServerSideApply=true" in app["spec"]["syncPolicy"]["syncOptions"]
+
+
+def job(generation: int = 1, **status: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": "orchest.io/v1alpha1",
+        "kind": "PipelineJob",
+        "metadata": {"name": "nightly", "generation": generation},
+        "spec": {"pipelineRef": {"name": "p"}, "schedule": "@daily"},
+    }
+    if status:
+        obj["status"] = {"observedGeneration": 1, **status}
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ({}, ("Progressing", "Waiting for the orchest operator")),
+        (
+            {"activeRuns": 3, "lastBatch": "20260101-000000"},
+            ("Progressing", "3 run(s) active, batch 20260101-000000"),
+        ),
+        (
+            {"activeRuns": 0, "lastBatch": "b1", "lastBatchPhase": "Failed"},
+            ("Degraded", "Last batch b1 failed"),
+        ),
+        (
+            {"activeRuns": 0, "lastBatchPhase": "Succeeded", "nextScheduleTime": "2026-01-02T00:00:00Z"},
+            ("Healthy", "Next tick at 2026-01-02T00:00:00Z"),
+        ),
+        ({"activeRuns": 0}, ("Healthy", "Idle")),
+        (
+            {
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "False",
+                        "reason": "InvalidSchedule",
+                        "message": "spec.schedule: x",
+                    }
+                ]
+            },
+            ("Degraded", "InvalidSchedule: spec.schedule: x"),
+        ),
+    ],
+)
+def test_job_health(status: dict[str, Any], expected: tuple[str, str]) -> None:
+    assert health("PipelineJob", job(**status)) == expected
+
+
+def test_job_waits_for_the_operator_to_see_an_edit() -> None:
+    assert health("PipelineJob", job(generation=2, activeRuns=0))[0] == "Progressing"
+
+
+def test_suspended_job_is_healthy() -> None:
+    obj = job(activeRuns=0, lastBatchPhase="Succeeded")
+    obj["spec"]["suspend"] = True
+    assert health("PipelineJob", obj) == ("Healthy", "Suspended")

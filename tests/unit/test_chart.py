@@ -50,7 +50,8 @@ def test_operator_args_are_accepted_by_orchest_operator(values: dict[str, Any] |
     spec = container(chart_objects(values))
     assert spec["command"] == ["orchest"]
     args = build_parser().parse_args(spec["args"])
-    assert args.standalone
+    assert args.leader_elect and not args.standalone
+    assert args.leader_elect_resource_namespace is None  # the pod's own, from its service account
     assert args.liveness == "http://0.0.0.0:8080/healthz"
     port = int(args.liveness.rsplit(":", 1)[1].split("/")[0])
     assert spec["livenessProbe"]["httpGet"]["port"] == "health"
@@ -62,7 +63,9 @@ def test_defaults_install_cluster_wide_with_the_tables_rules() -> None:
     args = container(objects)["args"]
     assert "--all-namespaces" in args and "--metrics-port" in args
     assert find(objects, "ClusterRole", "orchest-operator")["rules"] == rbac.operator_cluster_role()["rules"]
-    assert not [o for o in objects if o["kind"] in ("Role", "RoleBinding")]
+    assert {o["metadata"]["name"] for o in objects if o["kind"] in ("Role", "RoleBinding")} == {
+        "orchest-operator-leader-election"
+    }
     binding = find(objects, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "orchest-operator", "namespace": "orchest-system"}
@@ -75,17 +78,77 @@ def test_defaults_install_cluster_wide_with_the_tables_rules() -> None:
     }
 
 
+def test_leader_election_role_names_the_releases_own_lease() -> None:
+    objects = chart_objects({"priorityClasses": {"create": False}}, release="lab", namespace="lab-system")
+    args = build_parser().parse_args(container(objects)["args"])
+    assert args.leader_elect_resource_name == "lab-orchest-operator"
+    role = find(objects, "Role", "lab-orchest-operator-leader-election")
+    expected = [
+        {**r, "resourceNames": ["lab-orchest-operator"]} if "resourceNames" in r else r
+        for r in rbac.own_namespace_rules()
+    ]
+    assert role["metadata"]["namespace"] == "lab-system" and role["rules"] == expected
+    binding = find(objects, "RoleBinding", "lab-orchest-operator-leader-election")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "lab-orchest-operator", "namespace": "lab-system"}
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+
+
+def test_two_replicas_roll_and_keep_one_through_a_drain() -> None:
+    objects = chart_objects()
+    deployment = find(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    budget = find(objects, "PodDisruptionBudget")
+    assert (
+        budget["spec"]["selector"] == deployment["spec"]["selector"] and budget["spec"]["maxUnavailable"] == 1
+    )
+    env_values = env(objects)
+    assert [
+        env_values[f"ORCHEST_LEADER_ELECTION_{n}_SECONDS"]
+        for n in ("LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD")
+    ] == ["15", "10", "2"]
+
+
+def test_standalone_is_one_replica_recreated_without_lease_or_budget() -> None:
+    objects = chart_objects({"leaderElection": {"enabled": False}, "replicas": 1})
+    deployment = find(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    args = build_parser().parse_args(container(objects)["args"])
+    assert args.standalone and not args.leader_elect
+    assert not [o for o in objects if o["kind"] in ("PodDisruptionBudget", "Role", "RoleBinding")]
+    assert "affinity" not in deployment["spec"]["template"]["spec"]
+    with pytest.raises(helm_python.HelmError, match=r"replicas above 1 need leaderElection\.enabled=true"):
+        render_chart({"leaderElection": {"enabled": False}})
+
+
+@pytest.mark.parametrize(
+    "timings",
+    [
+        {"renewDeadlineSeconds": 15},
+        {"retryPeriodSeconds": 10},
+        {"leaseDurationSeconds": 5, "renewDeadlineSeconds": 8, "retryPeriodSeconds": 1},
+    ],
+)
+def test_lease_timings_that_cannot_work_fail_the_install(timings: dict[str, int]) -> None:
+    with pytest.raises(
+        helm_python.HelmError, match="retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds"
+    ):
+        render_chart({"leaderElection": timings})
+
+
 def test_ci_values_watch_two_namespaces_with_roles_only_there() -> None:
     objects = chart_objects(CI_VALUES)
     args = container(objects)["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
     assert "--all-namespaces" not in args and "--metrics-port" not in args and "--verbose" in args
     assert find(objects, "ClusterRole")["rules"] == rbac.cluster_rules()
-    roles = [o for o in objects if o["kind"] == "Role"]
+    roles = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == "orchest-operator"]
     assert [r["metadata"]["namespace"] for r in roles] == ["team-a", "team-b"]
     assert all(r["rules"] == rbac.namespaced_rules() for r in roles)
     bindings = [o for o in objects if o["kind"] == "RoleBinding"]
-    assert [b["subjects"][0]["namespace"] for b in bindings] == ["orchest-system", "orchest-system"]
+    assert [b["subjects"][0]["namespace"] for b in bindings] == ["orchest-system"] * 3
     assert not [o for o in objects if o["kind"] in ("PriorityClass", "Service")]
     assert [o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"] == ["orchest-operator"]
 
@@ -104,12 +167,19 @@ def test_ci_values_reach_the_pod() -> None:
         "ORCHEST_KERNEL_CULL_IDLE_SECONDS": "0",
         "ORCHEST_KERNEL_CULL_INTERVAL_SECONDS": "60",
         "ORCHEST_PRIORITY_CLASSES": "false",
+        "ORCHEST_STEP_EVENTS_MAX_STEPS": "100",
+        "ORCHEST_STUCK_CHECK_AFTER_SECONDS": "5",
+        "ORCHEST_STUCK_CHECK_EVERY_SECONDS": "10",
+        "ORCHEST_LEADER_ELECTION_LEASE_DURATION_SECONDS": "30",
+        "ORCHEST_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "20",
+        "ORCHEST_LEADER_ELECTION_RETRY_PERIOD_SECONDS": "2.5",
         "TZ": "Europe/Amsterdam",
     }
     for name in ("nodeSelector", "tolerations", "affinity", "imagePullSecrets"):
         assert pod["spec"][name] == CI_VALUES[name]
     assert pod["metadata"]["labels"]["team"] == "data"
     assert pod["metadata"]["annotations"] == CI_VALUES["podAnnotations"]
+    assert find(objects, "Deployment")["spec"]["replicas"] == 3
     assert container(objects)["resources"] == CI_VALUES["resources"]
     assert (
         find(objects, "ServiceAccount")["metadata"]["annotations"]
@@ -138,6 +208,7 @@ def test_a_second_release_gets_its_own_names() -> None:
     names = {o["metadata"]["name"] for o in objects if o["kind"] != "CustomResourceDefinition"}
     assert names == {
         "lab-orchest-operator",
+        "lab-orchest-operator-leader-election",
         "lab-orchest-operator-metrics",
         "lab-orchest-edit",
         "lab-orchest-view",
@@ -153,6 +224,8 @@ def test_a_second_release_gets_its_own_names() -> None:
         ({"metrics": {"enabled": "yes"}}, "at '/metrics/enabled': got string, want boolean"),
         ({"priorityClasses": {"interactive": {"preemptionPolicy": "Sometimes"}}}, "preemptionPolicy"),
         ({"imag": {"tag": "x"}}, "additional properties 'imag' not allowed"),
+        ({"leaderElection": {"retryPeriodSeconds": 0}}, "/leaderElection/retryPeriodSeconds"),
+        ({"replicas": 0}, "/replicas"),
     ],
 )
 def test_schema_rejects_wrong_values_naming_the_key(values: dict[str, Any], message: str) -> None:
@@ -216,10 +289,10 @@ def test_chart_and_kustomize_base_run_the_same_operator() -> None:
     assert container(chart) == container(base)
     base_pod = find(base, "Deployment")["spec"]["template"]["spec"]
     chart_pod = find(chart, "Deployment")["spec"]["template"]["spec"]
-    assert {k: v for k, v in chart_pod.items() if k != "containers"} == {
-        k: v for k, v in base_pod.items() if k != "containers"
+    assert {k: v for k, v in chart_pod.items() if k not in ("containers", "affinity")} == {
+        k: v for k, v in base_pod.items() if k not in ("containers", "affinity")
     }
-    # (Selectors differ: the chart adds the release to them.)
+    # (Selectors, and so the anti-affinity's, differ: the chart adds the release to them.)
     for kind in ("ClusterRole", "ClusterRoleBinding", "PriorityClass"):
         assert without_metadata(chart, kind) == without_metadata(base, kind), kind
 

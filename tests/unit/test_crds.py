@@ -67,12 +67,14 @@ def test_crd_is_a_valid_kubernetes_object(name: str) -> None:
 
 def test_names_columns_and_status() -> None:
     crds = {c["spec"]["names"]["kind"]: c for c in all_crds().values()}
-    assert set(crds) == {"Pipeline", "PipelineRun"}
-    pipeline, run = crds["Pipeline"], crds["PipelineRun"]
+    assert set(crds) == {"Pipeline", "PipelineRun", "PipelineJob"}
+    pipeline, run, job = crds["Pipeline"], crds["PipelineRun"], crds["PipelineJob"]
     assert pipeline["metadata"]["name"] == "pipelines.orchest.io"
+    assert job["metadata"]["name"] == "pipelinejobs.orchest.io"
     assert pipeline["spec"]["names"]["shortNames"] == ["opl"]
     assert run["spec"]["names"]["shortNames"] == ["oplr"]
-    for crd in (pipeline, run):
+    assert job["spec"]["names"]["shortNames"] == ["oplj"]
+    for crd in (pipeline, run, job):
         version = crd["spec"]["versions"][0]
         assert crd["spec"]["scope"] == "Namespaced"
         assert crd["spec"]["names"]["categories"] == ["orchest"]
@@ -84,7 +86,8 @@ def test_names_columns_and_status() -> None:
     }
     assert columns == {
         "Pipeline": ["Steps", "Session", "Age"],
-        "PipelineRun": ["Pipeline", "Phase", "Progress", "Start", "Completion"],
+        "PipelineRun": ["Pipeline", "Phase", "Progress", "Start", "Completion", "Message"],
+        "PipelineJob": ["Pipeline", "Schedule", "Suspend", "Active", "Last", "Next", "Last Schedule"],
     }
 
 
@@ -107,7 +110,11 @@ def test_schema_carries_defaults_enums_and_bounds() -> None:
 def test_orchest_crds_prints_one_stream(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["crds"]) == 0
     documents = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
-    assert [d["metadata"]["name"] for d in documents] == ["pipelines.orchest.io", "pipelineruns.orchest.io"]
+    assert [d["metadata"]["name"] for d in documents] == [
+        "pipelines.orchest.io",
+        "pipelineruns.orchest.io",
+        "pipelinejobs.orchest.io",
+    ]
 
 
 def test_orchest_crds_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from orchest_operator.executor import (
     StepResult,
+    _kernel_manager_class,
     environment_for,
     parse_termination_message,
     run_step,
@@ -194,6 +196,46 @@ def test_notebook_failure_names_the_users_cell(tmp_path: Path, log: Any) -> None
     failure = StepFailure(cell=3, ename="ValueError", evalue="bad 42")
     assert result == StepResult(False, "cell 3 raised ValueError: bad 42", failure)
     assert (tmp_path / ".orchest" / "runs" / "r1" / "s.ipynb").exists()
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "expected"),
+    [
+        ("s.sh", "printf 'no newline'", "no newline\n"),
+        ("s.sh", "echo line", "line\n"),
+        ("s.sh", "", ""),
+        ("s.py", "import sys; print('a'); sys.stdout.write('é}')", "a\né}\n"),
+    ],
+)
+def test_step_output_ends_its_line(tmp_path: Path, log: Any, file: str, text: str, expected: str) -> None:
+    """What orchest writes after a step (``orchest: step s succeeded``) starts on a line of its own."""
+    (tmp_path / file).write_text(text)
+    assert run(tmp_path, file, log).ok
+    log.flush()
+    assert (tmp_path / "step.log").read_text(encoding="utf-8") == expected
+
+
+def test_notebook_output_ends_its_line_and_the_kernel_uses_unix_sockets(tmp_path: Path, log: Any) -> None:
+    write_notebook(tmp_path / "s.ipynb", "print('partial', end='')")
+    assert run(tmp_path, "s.ipynb", log).ok
+    log.flush()
+    text = (tmp_path / "step.log").read_text()
+    assert text.endswith("partial\n")
+    manager = _kernel_manager_class()()
+    assert manager.transport == "ipc"
+    assert Path(manager.ip).parent == Path(tempfile.gettempdir())
+    assert not list(Path(tempfile.gettempdir()).glob(Path(manager.ip).name + "*"))
+
+
+def test_a_background_process_does_not_hold_the_step(tmp_path: Path, log: Any) -> None:
+    """The script exits while a child it started still holds its output: the step ends with the script."""
+    (tmp_path / "s.sh").write_text("sleep 300 &\necho $! > pid\necho started\n")
+    try:
+        assert run(tmp_path, "s.sh", log).ok  # pytest-timeout fails this test if the step waits
+    finally:
+        os.kill(int((tmp_path / "pid").read_text()), 9)
+    log.flush()
+    assert (tmp_path / "step.log").read_text() == "started\n"
 
 
 def test_unknown_kernel(tmp_path: Path, log: Any) -> None:

@@ -9,15 +9,16 @@ from typing import Any
 import pytest
 import yaml
 
-from orchest_operator import settings
+from orchest_operator import rbac, settings
 from orchest_operator.cli import build_parser
-from orchest_operator.models import PipelineDocument, RunDocument
+from orchest_operator.jobs.schedule import Schedule
+from orchest_operator.models import JobDocument, PipelineDocument, PipelineJobSpec, RunDocument
 from orchest_operator.podsecurity import restricted_violations
 from tests.support.deploy import MANIFESTS, file_objects, find, kustomize, validate
 
 # Kinds of other projects' CRDs, which the Kubernetes schemas do not know.
 FOREIGN = {"Application"}
-OURS = {"Pipeline": PipelineDocument, "PipelineRun": RunDocument}
+OURS = {"Pipeline": PipelineDocument, "PipelineRun": RunDocument, "PipelineJob": JobDocument}
 # swarm/ is a Docker Swarm stack (Enterprise Gateway with DockerSwarm kernels), not Kubernetes.
 NOT_KUBERNETES = {"swarm"}
 # Installed by the kustomize base: everything but the examples and the Argo CD extras.
@@ -80,10 +81,14 @@ def test_operator_pod_passes_pod_security_restricted() -> None:
     assert restricted_violations(operator_deployment()) == []
 
 
-def test_operator_deployment_is_a_single_hardened_replica() -> None:
+def test_operator_deployment_is_two_hardened_replicas_electing_a_leader() -> None:
     deployment = operator_deployment()
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2
+    # a new pod is up (standing by) before an old one stops and hands its Lease over
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -91,7 +96,17 @@ def test_operator_deployment_is_a_single_hardened_replica() -> None:
     assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     args = build_parser().parse_args(container["args"])
-    assert args.standalone and args.all_namespaces and args.metrics_port == 9090
+    assert args.leader_elect and not args.standalone and args.all_namespaces and args.metrics_port == 9090
+    # the Lease the leader-election Role names; its namespace is the pod's own (from its service account)
+    role = find(file_objects(MANIFESTS / "rbac/leader_election_role.yaml"), "Role")
+    assert args.leader_elect_resource_name == rbac.LEASE
+    assert [r.get("resourceNames") for r in role["rules"]] == [None, [rbac.LEASE]]
+    assert args.leader_elect_resource_namespace is None
+    anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert (
+        anti["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        == deployment["spec"]["selector"]["matchLabels"]
+    )
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert args.liveness == f"http://0.0.0.0:{ports['health']}/healthz"
     for probe in ("livenessProbe", "readinessProbe"):
@@ -109,6 +124,13 @@ def test_operator_env_is_what_settings_read_and_matches_the_defaults() -> None:
     }
     assert set(env) == {getattr(settings, n) for n in dir(settings) if n.startswith("ENV_")}
     assert settings.Settings.from_env(env) == settings.Settings()
+
+
+def test_disruption_budget_keeps_a_replica_through_a_drain() -> None:
+    budget = find(file_objects(MANIFESTS / "operator/pdb.yaml"), "PodDisruptionBudget")
+    deployment = operator_deployment()
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    assert budget["spec"]["maxUnavailable"] == deployment["spec"]["replicas"] - 1
 
 
 def test_metrics_service_selects_the_operator_pod() -> None:
@@ -161,3 +183,12 @@ def test_example_run_and_seed_fit_the_pipeline() -> None:
     pod = seed["spec"]["template"]["spec"]
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "orchest-quickstart"
     assert pod["containers"][0]["command"][-2:] == ["/opt/orchest/examples/quickstart/.", "/project/"]
+
+
+def test_example_job_fits_the_pipeline_and_the_model() -> None:
+    job = find(file_objects(EXAMPLES / "pipelinejob.yaml"), "PipelineJob")
+    spec = PipelineJobSpec.model_validate(job["spec"])
+    pipeline = find(file_objects(EXAMPLES / "pipeline.yaml"), "Pipeline")
+    assert spec.pipeline_ref.name == pipeline["metadata"]["name"]
+    assert set(spec.matrix) <= set(pipeline["spec"]["parameters"])
+    Schedule.parse(spec.schedule or "", spec.time_zone)

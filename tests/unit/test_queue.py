@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from orchest_operator.queue import RunSummary, admit, pipeline_summary, queued, to_prune
+from orchest_operator.models import Priority
+from orchest_operator.queue import Admission, RunSummary, admit, pipeline_summary, queued, to_prune
 
 
 def summary(
@@ -107,3 +108,78 @@ def test_pipeline_summary() -> None:
         body("r4", "4", "Queued", priority="Interactive"),
     ]
     assert pipeline_summary(runs) == {"lastRun": "r4", "activeRuns": ["r2"], "queuedRuns": ["r4", "r3"]}
+
+
+def batch_run(index: int, *, started: bool = False, finished: bool = False, limit: int = 2) -> RunSummary:
+    return RunSummary(
+        name=f"job-b-{index}",
+        priority=Priority.BACKGROUND,
+        created="1",
+        started=started,
+        finished=finished,
+        cancel=False,
+        batch="b",
+        index=index,
+        limit=limit,
+    )
+
+
+@pytest.mark.parametrize("policy", ["Allow", "Queue"])
+def test_a_batch_runs_at_most_max_parallel_runs_in_combination_order(policy: str) -> None:
+    runs = [batch_run(0, started=True), batch_run(1), batch_run(2), batch_run(3)]
+    # one slot is free: the lowest waiting combination takes it, the others wait
+    assert admit(runs[1], runs, "Allow").waiting_for is None
+    assert admit(runs[2], runs, policy).waiting_for == "job-b-0"
+    both = [batch_run(0, started=True), batch_run(1, started=True), batch_run(2)]
+    assert admit(both[2], both, "Allow").waiting_for == "job-b-0"
+    # finished runs free their slot
+    done = [batch_run(0, finished=True, started=True), batch_run(1, started=True), batch_run(2)]
+    assert admit(done[2], done, "Allow").waiting_for is None
+
+
+def test_runs_of_other_batches_do_not_take_a_batch_slot() -> None:
+    other = RunSummary("x", Priority.BACKGROUND, "0", True, False, False, batch="a", index=0, limit=1)
+    me = batch_run(0, limit=1)
+    assert admit(me, [other], "Allow").waiting_for is None
+
+
+def test_runs_of_a_job_are_pruned_by_the_job_not_the_pipeline() -> None:
+    runs = [body(f"r{i}", str(i), "Succeeded", str(i)) for i in range(4)]
+    for run in runs[:2]:
+        run["metadata"]["labels"] = {"orchest.io/pipeline-job": "nightly"}
+    assert to_prune(runs, 1) == ["r2"]
+
+
+def test_summary_reads_the_batch_from_labels_and_annotations() -> None:
+    run = body("job-b-3", "1")
+    run["metadata"]["labels"] = {"orchest.io/batch": "b"}
+    run["metadata"]["annotations"] = {"orchest.io/combination": "3", "orchest.io/max-parallel-runs": "2"}
+    found = RunSummary.of(run)
+    assert (found.batch, found.index, found.limit) == ("b", 3, 2)
+
+
+@pytest.mark.parametrize("policy", ["Queue", "Forbid"])
+def test_isolated_runs_are_not_held_back_by_the_pipeline_policy(policy: str) -> None:
+    shared = summary("a", "1", started=True)
+    iso = RunSummary("b", Priority.BACKGROUND, "2", False, False, False, isolated=True)
+    assert admit(iso, [shared], policy) == Admission()
+    # nor does a running isolated run hold back a shared one
+    running_iso = RunSummary("c", Priority.BACKGROUND, "0", True, False, False, isolated=True)
+    assert admit(summary("d", "3"), [running_iso], policy) == Admission()
+
+
+def test_isolated_runs_still_wait_for_their_batch_slot() -> None:
+    first = RunSummary(
+        "j-0", Priority.BACKGROUND, "1", True, False, False, batch="b", index=0, limit=1, isolated=True
+    )
+    second = RunSummary(
+        "j-1", Priority.BACKGROUND, "1", False, False, False, batch="b", index=1, limit=1, isolated=True
+    )
+    assert admit(second, [first], "Queue").waiting_for == "j-0"
+
+
+def test_summary_reads_the_workspace() -> None:
+    run = body("r", "1")
+    run["spec"]["workspace"] = "Isolated"
+    assert RunSummary.of(run).isolated
+    assert not RunSummary.of(body("s", "1")).isolated

@@ -156,17 +156,32 @@ def test_diamond_runs_in_dag_order_and_succeeds() -> None:
     assert world.created == ["a"]
     assert first.status["phase"] == "Running"
     assert first.status["snapshot"]["selected"] == ["a", "b", "c", "d"]
-    assert [e.reason for e in first.events] == ["Started"]
+    events = list(first.events)
+    assert [(e.type, e.reason) for e in first.events] == [("Normal", "Started"), ("Normal", "StepStarted")]
     world.succeed("a")
-    world.step()
+    events += world.step().events
     assert world.created == ["a", "b", "c"]
     world.succeed("b")
-    world.step()
+    events += world.step().events
     assert world.created == ["a", "b", "c"], "d waits for c"
     world.succeed("c")
-    world.step()
+    events += world.step().events
     world.succeed("d")
     last = world.step()
+    events += last.events
+    assert [e.message for e in events] == [
+        "running 4 step(s)",
+        f"step a started: Job {job_name('r1', 'a')}",
+        "step a succeeded",
+        f"step b started: Job {job_name('r1', 'b')}",
+        f"step c started: Job {job_name('r1', 'c')}",
+        "step b succeeded",
+        "step c succeeded",
+        f"step d started: Job {job_name('r1', 'd')}",
+        "step d succeeded",
+        "all 4 steps succeeded",
+    ]
+    assert {e.type for e in events} == {"Normal"}
     assert world.created == ["a", "b", "c", "d"]
     assert last.status["phase"] == "Succeeded"
     assert last.status["progress"] == "4/4"
@@ -180,9 +195,10 @@ def test_job_complete_condition_also_counts_as_success() -> None:
     world = World(new_run())
     world.step()
     world.jobs["a"] = job("a", complete=True)
-    world.step()
+    actions = world.step()
     assert world.phases()["a"] == "Succeeded"
     assert world.status.steps["a"].completion_time == "2026-11-24T12:00:05Z"
+    assert actions.events[0].message == "step a succeeded in 5s"
 
 
 def test_failure_sets_step_failure_from_termination_message_and_skips_dependents() -> None:
@@ -564,3 +580,91 @@ def test_a_status_handed_back_as_a_model_gives_the_same_pass_and_stays_unchanged
         m["metadata"]["name"] for m in from_dict.create
     ]
     assert first.model.model_dump() == kept, "the model handed in is not changed"
+
+
+# --- isolated workspaces ------------------------------------------------------------------------------
+
+WS = "orchest.workspace"
+
+
+def test_an_isolated_run_makes_its_workspace_before_the_first_step() -> None:
+    w = World(new_run(workspace="Isolated", workspaceExclude=["data/*"]))
+    first = w.step()
+    [copy_job] = first.create
+    assert copy_job["metadata"]["labels"]["orchest.io/step"] == WS
+    container = copy_job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "runner:1"
+    assert container["command"] == [
+        "python",
+        "-m",
+        "orchest_operator.workspace",
+        "/project",
+        "r1",
+        "--exclude",
+        "data/*",
+    ]
+    assert first.status["phase"] == "Running" and first.status["workspace"]["phase"] == "Running"
+    assert copy_job["spec"]["activeDeadlineSeconds"] == 600 + 3600, "a copy that cannot start fails in time"
+    assert all(s["phase"] == "Pending" for s in first.status["steps"].values())
+    assert w.step().create == [], "the copy is still going: no step, no second copy Job"
+    w.succeed(WS)
+    started = w.step()
+    [step_a] = started.create
+    assert started.status["workspace"]["phase"] == "Succeeded"
+    step = step_a["spec"]["template"]["spec"]["containers"][0]
+    assert step["workingDir"] == "/project/.orchest/runs/r1/workspace"
+    assert step["command"][-2:] == ["--output-dir", "/project/.orchest/runs/r1"]
+
+
+def test_a_shared_run_works_in_the_pipeline_directory() -> None:
+    w = World(new_run())
+    [step_a] = w.step().create
+    container = step_a["spec"]["template"]["spec"]["containers"][0]
+    assert container["workingDir"] == "/project" and "--output-dir" not in container["command"]
+    assert "workspace" not in w.run["status"]
+
+
+def test_a_failed_copy_fails_the_run_and_runs_no_step() -> None:
+    w = World(new_run(workspace="Isolated"))
+    w.step()
+    w.fail(WS, "No space left on device")
+    failed = w.step()
+    assert failed.create == [] and failed.status["phase"] == "Failed"
+    assert failed.status["conditions"][0]["reason"] == "WorkspaceFailed"
+    assert "No space left on device" in failed.status["conditions"][0]["message"]
+    assert {s["phase"] for s in failed.status["steps"].values()} == {"Skipped"}
+
+
+def test_cancelling_during_the_copy_stops_it() -> None:
+    w = World(new_run(workspace="Isolated"))
+    w.step()
+    w.run["spec"]["cancel"] = True
+    cancelled = w.step()
+    assert cancelled.delete == [job_name("r1", WS)]
+    assert cancelled.status["phase"] == "Cancelled" and cancelled.create == []
+
+
+def isolated_failed_run() -> dict[str, Any]:
+    world = World(new_run(workspace="Isolated"))
+    world.step()
+    world.succeed(WS)
+    world.step()
+    world.fail("a")
+    world.step()
+    assert world.status.phase.value == "Failed"
+    return world.run
+
+
+def test_an_isolated_rerun_starts_from_the_earlier_runs_workspace() -> None:
+    earlier = isolated_failed_run()
+    rerun = World(new_run(rerunOf="r1", workspace="Isolated"))
+    rerun.run["metadata"].update(name="r2", uid="uid-2")
+    [copy_job] = rerun.step(earlier=earlier).create
+    command = copy_job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[-4:] == ["/project", "r2", "--from-run", "r1"]
+
+
+def test_a_shared_rerun_of_an_isolated_run_is_refused() -> None:
+    refused = World(new_run(rerunOf="r1")).step(earlier=isolated_failed_run())
+    assert refused.status["conditions"][0]["reason"] == Reason.RERUN_INVALID
+    assert "rerun it with workspace: Isolated" in refused.status["conditions"][0]["message"]

@@ -32,9 +32,23 @@ def test_ci_lints_and_runs_make_test() -> None:
     assert re.search(r"^lint:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
 
 
-def test_e2e_builds_and_loads_every_image() -> None:
+def makefile_images() -> set[str]:
+    found = re.search(r"^IMAGES := (.+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert found
+    return set(found.group(1).split())
+
+
+def test_ci_tests_the_images_as_ci_run_does() -> None:
+    assert "make test-images" in scripts(workflow("ci.yml"))
+    assert "make test-images" in (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^test-images:", (ROOT / "Makefile").read_text(), re.M)
+
+
+def test_e2e_builds_every_image_with_make_images_and_loads_it() -> None:
     text = scripts(workflow("e2e.yml"))
-    built = set(re.findall(r"docker build -f images/([\w-]+)/Dockerfile", text))
+    assert "docker build" not in text
+    assert re.search(r"^make images REGISTRY=\"\$REGISTRY\" TAG=\"\$TAG\"$", text, re.M)
+    built = makefile_images()
     assert built == {p.parent.name for p in (ROOT / "images").glob("*/Dockerfile")}
     loaded = re.search(r"for image in ([\w\s-]+); do", text)
     assert loaded and set(loaded.group(1).split()) == {f"orchest-{name}" for name in built}
@@ -68,5 +82,5 @@ def test_e2e_benchmarks_use_options_that_exist() -> None:
         and set(args.names) <= {"chain", "fanout", "concurrent", "status"}
     )
     port = yaml.safe_load((CHART / "values.yaml").read_text())["metrics"]["port"]
-    assert f"port-forward deployment/orchest-operator {port}:{port}" in text
+    assert f'port-forward "pod/${{leader%_*}}" {port}:{port}' in text  # the Lease holder's pod
     assert f"127.0.0.1:{port}/metrics" in command.group(1)
