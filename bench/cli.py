@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bench.cache import bench_cache
 from bench.chain import bench_chain
 from bench.concurrent import bench_concurrent
 from bench.fanout import bench_fanout
@@ -19,8 +20,8 @@ from bench.status import bench_status
 from bench.target import TargetOptions, arena
 
 RESULTS = Path(__file__).parent / "results"
-NAMES = ("chain", "fanout", "concurrent", "status", "local")
-LIMITS = {"chain": 1000, "fanout": 999, "status": 1000}
+NAMES = ("chain", "fanout", "concurrent", "status", "local", "cache")
+LIMITS = {"chain": 1000, "fanout": 999, "status": 1000, "cache": 1000}
 """A Pipeline has at most 1000 steps; a fan-out has one more than it fans out to."""
 MAIN_SIZE = {
     "chain": "chain",
@@ -28,6 +29,7 @@ MAIN_SIZE = {
     "concurrent": "runs",
     "status": "status_steps",
     "local": "notebooks",
+    "cache": "cache_notebooks",
 }
 
 
@@ -38,6 +40,8 @@ class Sizes:
     runs: int
     status_steps: int
     notebooks: int
+    cache_notebooks: int = 100
+    """Chained notebooks of the all-cached run (issue 16: 100)."""
     status_parallelism: int = 100
     step_seconds: tuple[float, ...] = (0.0, 1.0)
     job_complete_delay: float = 1.0
@@ -103,6 +107,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=_positive, metavar="R", help="concurrent runs")
     p.add_argument("--status-steps", type=_steps(1000), metavar="S", help="steps of the status-size run")
     p.add_argument("--notebooks", type=_positive, metavar="K", help="notebooks of the local runner benchmark")
+    p.add_argument(
+        "--cache-notebooks", type=_steps(1000), metavar="N", help="notebooks of the all-cached run"
+    )
     p.add_argument("--step-seconds", type=_seconds_list, metavar="S,S", help="run times of chain steps")
     p.add_argument("--job-complete-delay", type=_seconds, metavar="S", help="fake Job controller delay")
     p.add_argument(
@@ -148,6 +155,7 @@ def sizes_of(args: argparse.Namespace, names: Sequence[str]) -> Sizes:
             "runs",
             "status_steps",
             "notebooks",
+            "cache_notebooks",
             "step_seconds",
             "job_complete_delay",
         )
@@ -185,6 +193,7 @@ async def run_all(
             sizes.job_complete_delay,
         ),
         "local": lambda: bench_local(sizes.notebooks),
+        "cache": on_cluster("cache", bench_cache, sizes.cache_notebooks, sizes.job_complete_delay),
     }
     written = []
     for name in names:

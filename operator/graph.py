@@ -27,6 +27,7 @@ COLOURS = {
     StepPhase.SKIPPED: ("#fff3bf", "#f08c00"),
     StepPhase.CANCELLED: ("#f3d9fa", "#ae3ec9"),
     StepPhase.REUSED: ("#c5f6fa", "#0c8599"),
+    StepPhase.CACHED: ("#c5f6fa", "#0c8599"),
 }
 
 

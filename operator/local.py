@@ -27,6 +27,9 @@ from types import FrameType
 from typing import BinaryIO, Protocol
 
 from orchest_operator import workspace
+from orchest_operator.cache.index import key_maker
+from orchest_operator.cache.key import recipes
+from orchest_operator.cache.steps import StepCache
 from orchest_operator.dag import Dag
 from orchest_operator.executor import environment_for, parse_termination_message
 from orchest_operator.facts import Decision, Reason, decide, progress
@@ -120,6 +123,19 @@ class LocalRun:
         self._workers: list[threading.Thread] = []
         self._cancel = False
         self._scratch = Path()
+        # An isolated run works in a copy: the cache's index and the outputs it checks are in the pipeline's
+        # directory, so such a run neither reuses nor records.
+        self._cache = (
+            None
+            if self.isolated
+            else StepCache(
+                base,
+                request.pipeline_ref.name,
+                self.id,
+                key_maker(base, recipes(spec, request.parameters)),
+                lookup=request.cache,
+            )
+        )
 
     def cancel(self) -> None:
         """Cancel the run from another thread (as SIGINT does): running steps are stopped and recorded."""
@@ -182,28 +198,36 @@ class LocalRun:
     # --- planning -----------------------------------------------------------------------------------
 
     def _decide(self) -> Decision:
-        observed = {name: step.phase for name, step in self.status.steps.items()}
-        decision = decide(
-            self.dag,
-            self.selected,
-            observed,
-            parallelism=self.request.parallelism,
-            failure_policy=self.request.failure_policy,
-            cancel=self._cancel,
-        )
-        for name in decision.stop:
-            self._stop(name)
-        now = timestamp()
-        for name, phase in decision.phases.items():
-            step = self.status.steps[name]
-            if phase is step.phase:
-                continue
-            if step.phase is StepPhase.RUNNING:
-                step.completion_time = now
-            step.message = self._why(name, phase, decision.phases)
-            step.phase = phase
-        for name in decision.start:
-            self._launch(name)
+        # A step found in the cache is done at once, which may make its dependents ready: decide again
+        # until a pass reuses nothing.
+        reused = True
+        while reused:
+            observed = {name: step.phase for name, step in self.status.steps.items()}
+            decision = decide(
+                self.dag,
+                self.selected,
+                observed,
+                parallelism=self.request.parallelism,
+                failure_policy=self.request.failure_policy,
+                cancel=self._cancel,
+            )
+            for name in decision.stop:
+                self._stop(name)
+            now = timestamp()
+            for name, phase in decision.phases.items():
+                step = self.status.steps[name]
+                if phase is step.phase:
+                    continue
+                if step.phase is StepPhase.RUNNING:
+                    step.completion_time = now
+                step.message = self._why(name, phase, decision.phases)
+                step.phase = phase
+            reused = False
+            for name in decision.start:
+                if self._reuse(name):
+                    reused = True
+                else:
+                    self._launch(name)
         self.status.phase = decision.phase
         self.status.progress = progress(decision.phases)
         self._condition(decision)
@@ -211,6 +235,22 @@ class LocalRun:
         if self.reporter is not None:
             self.reporter.update(self.status.model_copy(deep=True))
         return decision
+
+    def _reuse(self, name: str) -> bool:
+        """Ask the cache about a step that may start now: mark it ``Cached`` and say True, or leave it
+        Pending with the reason it will run as its message."""
+        step = self.status.steps[name]
+        if self._cache is None:
+            return False
+        answer = self._cache.ask(name)
+        if answer.message is not None:
+            step.message = answer.message
+        if answer.cached_from is None:
+            return False
+        step.phase = StepPhase.CACHED
+        step.start_time = step.completion_time = timestamp()
+        step.cached_from = answer.cached_from
+        return True
 
     def _why(self, name: str, phase: StepPhase, phases: dict[str, StepPhase]) -> str:
         if phase is StepPhase.CANCELLED:
@@ -247,7 +287,8 @@ class LocalRun:
             return  # stopped by a cancel: the decision already recorded why
         step.phase = StepPhase.SUCCEEDED if event.ok else StepPhase.FAILED
         step.completion_time = timestamp(event.when)
-        step.message = None if event.ok else event.message
+        recorded = self._cache.record(event.step) if self._cache is not None and event.ok else None
+        step.message = (recorded or step.message) if event.ok else event.message
         step.failure = event.failure
 
     # --- processes ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 GROUP = "orchest.io"
@@ -20,6 +20,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 STEP_FILE = r"^[^/].*\.(ipynb|py|sh)$"
+GLOB_RULE = {
+    "rule": "self.all(g, !g.startsWith('/') && !g.matches('(^|/)[.][.](/|$)'))",
+    "message": "a glob is relative to the pipeline directory and cannot leave it ('/' first or '..')",
+}
 QUANTITY = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$"
 
 StepName = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=DNS1123_LABEL)]
@@ -42,6 +46,19 @@ class Model(BaseModel):
     def wire(self) -> dict[str, Any]:
         """The object as the API server stores it: aliases, no unset optionals."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _inside_pipeline(glob: str) -> str:
+    """The admission rule ``GLOB_RULE`` in Python, for pipeline files that never reach an API server."""
+    if glob.startswith("/") or ".." in glob.split("/"):
+        raise ValueError(f"{glob!r} leaves the pipeline directory: globs are relative and cannot use '..'")
+    return glob
+
+
+Glob = Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_inside_pipeline)]
+Globs = Annotated[
+    list[Glob], Field(max_length=100, json_schema_extra={"x-kubernetes-validations": [GLOB_RULE]})
+]
 
 
 FreeMap = Annotated[
@@ -113,6 +130,14 @@ class Step(Model):
     """How many times a failed step is tried again (the Job's backoffLimit)."""
     timeout_seconds: Annotated[int, Field(ge=1)] | None = None
     """How long the step may run, once its pod runs, before it fails; unset means no limit."""
+    cache: bool | None = None
+    """Reuse an earlier successful execution when nothing it depends on changed; defaults to the
+    pipeline's `cache`."""
+    outputs: Globs | None = None
+    """Globs of the files this step writes, relative to the pipeline directory: a cached step is reused
+    only while they are unchanged, and its dependents' cache keys use their content."""
+    inputs: Globs | None = None
+    """Globs of files this step reads that no step writes (raw data): their content is in its cache key."""
 
 
 class ConcurrencyPolicy(StrEnum):
@@ -184,6 +209,10 @@ class PipelineSpec(Model):
     (unschedulable, image pull, refused pod) before it fails; unset means 600."""
     session: Session = Session()
     """The pipeline's interactive session."""
+    cache: bool = False
+    """Whether steps reuse earlier executions when nothing they depend on changed (each step's `cache`
+    overrides it). Off by default: a step with side effects outside its directory must not be skipped by
+    surprise."""
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
@@ -193,6 +222,11 @@ class PipelineSpec(Model):
         already looked up can be passed as it is: a name is a search through up to 1000 steps."""
         step = self.step(step) if isinstance(step, str) else step
         return {**self.parameters, **(step.parameters or {}), **(overrides or {})}
+
+    def caches(self, step: Step | str) -> bool:
+        """Whether the step may be reused from the cache: its own ``cache``, else the pipeline's."""
+        step = self.step(step) if isinstance(step, str) else step
+        return self.cache if step.cache is None else step.cache
 
     def env_for(self, step: Step | str) -> list[EnvVar]:
         """Pipeline env, overridden by the step's env of the same name."""
@@ -311,6 +345,9 @@ class PipelineRunSpec(Model):
     copy of it made before the first step, so that concurrent runs cannot clobber each other's files."""
     workspace_exclude: Annotated[list[WorkspaceGlob], Field(max_length=100)] = []
     """Globs (relative to the pipeline's directory) left out of an isolated workspace's copy, e.g. data/**."""
+    cache: bool = True
+    """Set to false to run every selected step even where the cache holds an execution to reuse (the
+    executions are still recorded for later runs)."""
 
 
 class RunPhase(StrEnum):
@@ -334,6 +371,7 @@ class StepPhase(StrEnum):
     SKIPPED = "Skipped"
     CANCELLED = "Cancelled"
     REUSED = "Reused"
+    CACHED = "Cached"
 
     @property
     def finished(self) -> bool:
@@ -346,7 +384,9 @@ class StepPhase(StrEnum):
 
 
 _UNFINISHED_STEPS = frozenset({StepPhase.PENDING, StepPhase.RUNNING})
-_OK_STEPS = frozenset({StepPhase.SUCCEEDED, StepPhase.REUSED})
+_OK_STEPS = frozenset({StepPhase.SUCCEEDED, StepPhase.REUSED, StepPhase.CACHED})
+"""The one notion of "done" for dependents, ``progress`` and ``rerunOf``: the local runner and the operator
+both plan with it (``dag``, ``facts``)."""
 _STEP_PHASES = {phase.value: phase for phase in StepPhase}
 
 
@@ -374,7 +414,8 @@ class StepStatus(Model):
     """What one step of a run did."""
 
     phase: StepPhase = StepPhase.PENDING
-    """Pending, Running, Succeeded, Failed, Skipped, Cancelled or Reused."""
+    """Pending, Running, Succeeded, Failed, Skipped, Cancelled, Reused (rerunOf) or Cached (an earlier
+    execution with the same cache key was reused)."""
     job_name: str | None = None
     """The step's Job."""
     start_time: str | None = None
@@ -393,6 +434,8 @@ class StepStatus(Model):
     or `PendingTimeout`."""
     failure: StepFailure | None = None
     """For a failed notebook: the failing cell and its exception."""
+    cached_from: str | None = None
+    """For a Cached step: the run whose execution was reused."""
 
 
 class ConditionStatus(StrEnum):
@@ -430,6 +473,19 @@ class RunSnapshot(Model):
     """The isolated run (named in `rerunOf`) whose workspace this isolated run's copy starts from."""
 
 
+class CachePlan(Model):
+    """The run's planning pod: before any step starts, it looks every step up in the cache on the volume,
+    so that steps found there cost no pod of their own."""
+
+    phase: StepPhase = StepPhase.RUNNING
+    """Running, then Succeeded (its answer is in the steps' phases) or Failed (every step then asks the
+    cache in its own pod)."""
+    job_name: str | None = None
+    """The planning pod's Job."""
+    message: str | None = None
+    """What it found, or why it failed."""
+
+
 class PipelineRunStatus(Model):
     """What the run did so far, as the operator observed it."""
 
@@ -451,6 +507,8 @@ class PipelineRunStatus(Model):
     """What the run executes, frozen when it was first seen."""
     workspace: StepStatus | None = None
     """An isolated run's copy of the pipeline's directory: the Job that makes it, before the first step."""
+    cache_plan: CachePlan | None = None
+    """The run's planning pod, when steps of the run use the cache."""
 
 
 class RunDocument(Model):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchest_operator import naming
+from orchest_operator.cache.key import read_hit
 from orchest_operator.executor import parse_termination_message
 from orchest_operator.models import StepFailure, StepPhase
 
@@ -118,6 +119,8 @@ class StepObservation:
     completion_time: str | None = None
     message: str | None = None
     failure: StepFailure | None = None
+    cached_from: str | None = None
+    """The run whose execution the step's pod found in the cache (its phase is then ``Cached``)."""
     ran: bool = False
     """A pod of the step has run (it is Ready now, or one has finished): the step is past Pending."""
 
@@ -134,6 +137,11 @@ def observe_step(job: JobView | None, pods: Iterable[PodView]) -> StepObservatio
     succeeded = next((p for p in mine if p.phase == "Succeeded"), None)
     if job.complete or succeeded is not None:
         done = job.completion_time or (succeeded.finished_at if succeeded else None)
+        hit = read_hit(succeeded.termination_message) if succeeded else None
+        if hit is not None:
+            return StepObservation(
+                StepPhase.CACHED, attempts, job.start_time, done, message=hit[1], cached_from=hit[0]
+            )
         return StepObservation(StepPhase.SUCCEEDED, attempts, job.start_time, done)
     if job.failed:
         last_failed = next((p for p in reversed(mine) if p.phase == "Failed"), None)

@@ -24,6 +24,7 @@ STYLE = {
     StepPhase.SKIPPED: "yellow",
     StepPhase.CANCELLED: "magenta",
     StepPhase.REUSED: "cyan",
+    StepPhase.CACHED: "cyan",
 }
 
 
@@ -101,7 +102,10 @@ def summary(status: PipelineRunStatus, run_id: str, run_dir: Path) -> list[str]:
     """The lines printed when a run ends: outcome, where the notebooks and logs are, what failed."""
     where = _display_path(run_dir)
     seconds = elapsed(status.start_time, status.completion_time) or 0.0
-    lines = [f"Run {run_id} {status.phase.value}: {status.progress} steps succeeded in {seconds:.1f}s"]
+    cached = sum(1 for step in status.steps.values() if step.phase is StepPhase.CACHED)
+    reused = f" ({cached} cached)" if cached else ""
+    outcome = f"{status.progress} steps succeeded{reused} in {seconds:.1f}s"
+    lines = [f"Run {run_id} {status.phase.value}: {outcome}"]
     lines.append(f"Executed notebooks and logs: {where}{os.sep}")
     lines.append(f"Run record: {_display_path(run_dir / 'run.json')}")
     for name, step in status.steps.items():

@@ -6,7 +6,9 @@ already knows every kubeconfig dialect, exec credential plugin and in-cluster se
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -157,3 +159,48 @@ class Cluster:
                 yield from line.decode(errors="replace").splitlines()
         except ApiException as err:
             raise _explain(err, f"logs of pod {pod!r}") from None
+
+    def run_pod(self, manifest: dict[str, Any], timeout: float) -> tuple[str, str]:
+        """Create a short pod, wait for it to end, and give back its phase and log; the pod is deleted
+        whatever happens (it is named by the caller, so a rerun never finds an old one)."""
+        name = manifest["metadata"]["name"]
+        try:
+            self.core.create_namespaced_pod(self.namespace, manifest)
+        except ApiException as err:
+            raise _explain(err, f"creating pod {name!r}") from None
+        try:
+            phase = self._wait_pod(name, timeout)
+            try:
+                log = self.core.read_namespaced_pod_log(name, self.namespace)
+            except ApiException as err:
+                raise _explain(err, f"log of pod {name!r}") from None
+            return phase, log
+        finally:
+            with contextlib.suppress(ApiException):
+                self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
+
+    def _wait_pod(self, name: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        stream = watch.Watch()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RemoteError(f"pod {name!r} did not finish within {timeout:.0f}s")
+            try:
+                for event in stream.stream(
+                    self.core.list_namespaced_pod,
+                    self.namespace,
+                    field_selector=f"metadata.name={name}",
+                    timeout_seconds=max(1, int(left)),
+                ):
+                    pod = event["object"]
+                    if pod.metadata.name != name:
+                        continue
+                    if event["type"] == "DELETED":
+                        raise RemoteError(f"pod {name!r} was deleted before it finished")
+                    phase = pod.status.phase if pod.status else None
+                    if phase in ("Succeeded", "Failed"):
+                        stream.stop()
+                        return str(phase)
+            except ApiException as err:
+                raise _explain(err, f"pod {name!r}") from None

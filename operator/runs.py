@@ -18,9 +18,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from orchest_operator.builders.job import WORKSPACE_STEP, JobOptions, step_job, workspace_job
+from orchest_operator.builders.plan import plan_job
+from orchest_operator.cache.runplan import PLAN_STEP, decode, wants_plan
 from orchest_operator.dag import Dag, PlanError
 from orchest_operator.facts import Decision, Reason, decide, progress
 from orchest_operator.models import (
+    CachePlan,
     Condition,
     ConditionStatus,
     PipelineRunSpec,
@@ -251,7 +254,16 @@ def _initialise(inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus
     return dag
 
 
-_OBSERVED = ("phase", "attempts", "start_time", "completion_time", "message", "failure", "job_name")
+_OBSERVED = (
+    "phase",
+    "attempts",
+    "start_time",
+    "completion_time",
+    "message",
+    "failure",
+    "job_name",
+    "cached_from",
+)
 """The fields of a step's record that its Job and pods determine, in the order ``_observe`` compares them."""
 _recorded = attrgetter(*_OBSERVED)
 
@@ -413,6 +425,7 @@ def _observe(
                 seen.message if seen.phase is not StepPhase.RUNNING else rec.message,
                 seen.failure,
                 job.name,
+                seen.cached_from,
             )
             # Most running steps did not change since the last pass: keep their record as it is.
             new = (
@@ -447,6 +460,79 @@ def _observe(
         fold.steps[name] = new
     fold.settle_wake(clock)
     return fold
+
+
+def _plan_first(
+    inputs: Inputs, spec: PipelineRunSpec, status: PipelineRunStatus, *, stopping: bool
+) -> Actions | None:
+    """The run's planning pod (``cache.runplan``): create it before any step starts, wait for its answer,
+    mark the steps it found in the cache ``Cached``. ``Actions`` while the steps must wait for it; None
+    once they may start (planned, or the planning failed and each step asks the cache in its own pod)."""
+    assert status.snapshot is not None
+    plan = status.cache_plan
+    # An isolated run works in a copy: the index and the outputs it checks are in the pipeline's directory.
+    if stopping or spec.workspace is Workspace.ISOLATED:
+        return None
+    if plan is None:
+        pending = [n for n in status.snapshot.selected if status.steps[n].phase is StepPhase.PENDING]
+        if not wants_plan(status.snapshot.pipeline, pending, spec.cache):
+            return None
+        manifest = plan_job(
+            run=inputs.run,
+            spec=status.snapshot.pipeline,
+            request=spec,
+            options=inputs.options,
+            selected=status.snapshot.selected,
+        )
+        if manifest is None:
+            status.cache_plan = CachePlan(
+                phase=StepPhase.FAILED, message="too large to plan in one pod: each step asks in its own"
+            )
+            return None
+        status.cache_plan = CachePlan(job_name=manifest["metadata"]["name"], message="started")
+        return Actions(status={}, create=[manifest])
+    if plan.phase is not StepPhase.RUNNING:
+        return None
+    observed = inputs.observed
+    job = observed.jobs.get(PLAN_STEP)
+    if job is not None and (job.owner_uid != inputs.run["metadata"].get("uid") or job.deleting):
+        job = None
+    pods = [p for p in observed.pods if p.step == PLAN_STEP]
+    seen = observe_step(job, pods)
+    if seen is None and plan.job_name in observed.in_flight:
+        return Actions(status={})
+    if seen is not None and seen.phase is StepPhase.RUNNING:
+        return Actions(status={})
+    answer = None
+    if seen is not None and seen.phase is StepPhase.SUCCEEDED:
+        done = next((p for p in pods if p.phase == "Succeeded" and p.job == plan.job_name), None)
+        answer = decode(done.termination_message if done else None, status.snapshot.selected)
+    if answer is None:
+        why = (
+            observed.rejected.get(PLAN_STEP)
+            or (seen.message if seen is not None else None)
+            or ("its answer was not seen" if seen is not None else f"Job {plan.job_name} disappeared")
+        )
+        status.cache_plan = plan.model_copy(
+            update={"phase": StepPhase.FAILED, "message": f"{why}; each step asks the cache in its own pod"}
+        )
+        return None
+    steps = dict(status.steps)
+    for name, earlier in answer.items():
+        if steps[name].phase is StepPhase.PENDING:
+            steps[name] = steps[name].model_copy(
+                update={
+                    "phase": StepPhase.CACHED,
+                    "cached_from": earlier,
+                    "message": f"same inputs as in run {earlier}",
+                    "start_time": seen.start_time if seen else None,
+                    "completion_time": seen.completion_time if seen else None,
+                }
+            )
+    status.steps = steps
+    found = f"{len(answer)} of {len(status.snapshot.selected)} step(s) found in the cache"
+    status.cache_plan = plan.model_copy(update={"phase": StepPhase.SUCCEEDED, "message": found})
+    return None
 
 
 def _workspace(
@@ -592,6 +678,19 @@ def reconcile(inputs: Inputs) -> Actions:
         waiting = _workspace(inputs, spec, status, events, dag, now, stopping=spec.cancel or overdue)
         if waiting is not None:
             return waiting
+    stop_planning: list[str] = []
+    plan = status.cache_plan
+    if (spec.cancel or overdue) and plan is not None and plan.phase is StepPhase.RUNNING:
+        status.cache_plan = plan.model_copy(update={"phase": StepPhase.FAILED, "message": "the run stopped"})
+        stop_planning = [plan.job_name] if plan.job_name else []
+    planning = _plan_first(inputs, spec, status, stopping=spec.cancel or overdue)
+    if planning is not None:
+        _set_condition(status, RunPhase.RUNNING, Reason.RUNNING, "looking the steps up in the cache", now)
+        status.progress = progress({n: s.phase for n, s in status.steps.items()})
+        planning.events[:0] = events
+        planning.status = _wire(status, base, run.get("status") or {})
+        planning.model, planning.dag = status, dag
+        return planning
     pending_timeout = (
         spec.pending_timeout_seconds
         or status.snapshot.pipeline.pending_timeout_seconds
@@ -637,6 +736,7 @@ def reconcile(inputs: Inputs) -> Actions:
             steps[name] = steps[name].model_copy(
                 update={"phase": phase, "message": note, "completion_time": now if phase.finished else None}
             )
+    actions.delete += stop_planning
     for name in decision.stop:
         if steps[name].job_name and steps[name].job_name not in actions.delete:
             actions.delete.append(steps[name].job_name)
@@ -648,6 +748,7 @@ def reconcile(inputs: Inputs) -> Actions:
             parameters=spec.parameters,
             priority=spec.priority,
             options=inputs.options,
+            use_cache=spec.cache,
             isolated=spec.workspace is Workspace.ISOLATED,
             pending_timeout_seconds=pending_timeout,
         )

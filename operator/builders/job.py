@@ -21,6 +21,7 @@ from orchest_operator.builders.common import (
     restricted_container_security,
     restricted_pod_security,
 )
+from orchest_operator.cache.handoff import ENV_CACHE, HANDOFF_LIMIT, handoff
 from orchest_operator.models import PipelineSpec, Priority
 from orchest_operator.workspace import workspace_of
 
@@ -58,11 +59,15 @@ def step_job(
     parameters: dict[str, Any],
     priority: Priority | str,
     options: JobOptions,
+    use_cache: bool = True,
     isolated: bool = False,
     pending_timeout_seconds: int = 0,
 ) -> dict[str, Any]:
     """The Job manifest for ``step_name`` of ``run`` (a PipelineRun object with uid). An ``isolated`` run's
-    steps work in its workspace; their executed notebooks still go to ``.orchest/runs/<run>``."""
+    steps work in its workspace; their executed notebooks still go to ``.orchest/runs/<run>``. A step that
+    caches gets the recipes of its key in ``$ORCHEST_CACHE`` (never in an isolated run: the cache's index
+    and outputs are in the pipeline's directory); ``use_cache`` False (the run's ``spec.cache``) makes it
+    run whatever the cache holds."""
     if spec.volume is None:
         raise ValueError("a cluster run needs spec.volume")
     step = spec.step(step_name)
@@ -82,13 +87,29 @@ def step_job(
         # Jupyter and pip write below HOME; the root filesystem is read-only.
         {"name": "HOME", "value": "/tmp"},
     ] + [{"name": e.name, "value": e.value} for e in spec.env_for(step)]
+    image = step.image or spec.image or options.default_image
+    cache = (
+        None
+        if isolated
+        else handoff(
+            spec,
+            step.name,
+            pipeline=pipeline_name,
+            overrides=parameters,
+            default_image=options.default_image,
+            lookup=use_cache,
+        )
+    )
+    handed = cache.wire() if cache is not None else ""
+    if handed and len(handed) <= HANDOFF_LIMIT:
+        env.append({"name": ENV_CACHE, "value": handed})
     mount = {"name": PROJECT_VOLUME, "mountPath": spec.volume.mount_path}
     if spec.volume.sub_path:
         mount["subPath"] = spec.volume.sub_path
     resources = step.resources or spec.resources
     container: dict[str, Any] = {
         "name": "step",
-        "image": step.image or spec.image or options.default_image,
+        "image": image,
         # The module, not the ``orchest`` script: it skips importing kopf and the clients on every step.
         "command": [
             "python",

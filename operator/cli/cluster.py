@@ -252,6 +252,7 @@ def handle_rerun(args: argparse.Namespace) -> int:
         "timeoutSeconds",
         "workspace",
         "workspaceExclude",
+        "cache",
     )
     for key in keys:
         if key in earlier["spec"]:

@@ -110,6 +110,11 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_parallelism: int
         help=f"steps running at once, 0 for no limit (default: {default_parallelism or 'no limit'})",
     )
     parser.add_argument("--failure-policy", choices=list(POLICIES), default="fail-fast")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every selected step even where the cache could reuse one (executions are still recorded)",
+    )
 
 
 def run_request(args: argparse.Namespace, pipeline: str) -> dict[str, Any]:
@@ -127,6 +132,7 @@ def run_request(args: argparse.Namespace, pipeline: str) -> dict[str, Any]:
         "parameters": parameters,
         "parallelism": args.parallelism,
         "failurePolicy": POLICIES[args.failure_policy].value,
+        "cache": not args.no_cache,
     }
 
 

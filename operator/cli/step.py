@@ -3,7 +3,9 @@
 The operator's Job and the local runner both start this command, with the working directory set to the
 shared pipeline directory and the merged parameters in ``ORCHEST_PARAMETERS``. On failure it leaves a
 short JSON in the termination log, which Kubernetes turns into the container's termination message and
-the operator copies into the step's ``failure``.
+the operator copies into the step's ``failure``. With ``$ORCHEST_CACHE`` (set by the operator for a
+cached step) it first asks the step cache and, on a hit, exits at once with a termination message that the
+operator records as ``Cached``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from orchest_operator.cache.handoff import ENV_CACHE, Handoff
+from orchest_operator.cache.pod import PodCache
 from orchest_operator.executor import (
     ENV_PARAMETERS,
     ENV_RUN,
@@ -63,6 +67,10 @@ def handle(args: argparse.Namespace) -> int:
     workdir = Path.cwd()
     output_dir = args.output_dir or Path(".orchest", "runs", args.run)
     print(f"orchest: step {args.step} of run {args.run}: {args.file}", flush=True)
+    cache = _cache(workdir, args.run)
+    if cache is not None and (hit := cache.before(sys.stdout)) is not None:
+        _write_termination_log(hit)
+        return 0
     result = run_step(
         args.file,
         workdir=workdir,
@@ -74,6 +82,8 @@ def handle(args: argparse.Namespace) -> int:
     )
     if result.ok:
         print(f"orchest: step {args.step} succeeded", flush=True)
+        if cache is not None:
+            cache.after(sys.stdout)
         return 0
     return _failed(result)
 
@@ -90,14 +100,31 @@ def _parameters(text: str) -> dict[str, Any]:
     return value
 
 
+def _cache(workdir: Path, run: str) -> PodCache | None:
+    """The step's cache when the operator handed one over (``$ORCHEST_CACHE``); the local runner decides
+    before starting the step and sets none."""
+    text = os.environ.get(ENV_CACHE)
+    if not text:
+        return None
+    try:
+        return PodCache(Handoff.of_wire(text), workdir, run)
+    except ValueError as err:
+        print(f"orchest: cache not used: {err}", file=sys.stderr, flush=True)
+        return None
+
+
 def _failed(result: StepResult) -> int:
     print(f"orchest: step failed: {result.message}", file=sys.stderr, flush=True)
+    _write_termination_log(termination_message(result))
+    return 1
+
+
+def _write_termination_log(text: str) -> None:
     path = os.environ.get(ENV_TERMINATION_LOG, DEFAULT_TERMINATION_LOG)
     try:
-        Path(path).write_text(termination_message(result), encoding="utf-8")
+        Path(path).write_text(text, encoding="utf-8")
     except OSError as err:  # outside a container there may be no termination log; the log line is enough
         print(f"orchest: cannot write the termination log {path}: {err.strerror or err}", file=sys.stderr)
-    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

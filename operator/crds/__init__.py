@@ -19,7 +19,15 @@ from orchest_operator import models
 _DROP_KEYS = {"title", "discriminator"}
 
 # Everything but ``cancel`` is frozen once a run exists: a run is a record of what was asked for.
-_IMMUTABLE_RUN_FIELDS = ("pipelineRef", "selection", "parameters", "parallelism", "failurePolicy", "priority")
+_IMMUTABLE_RUN_FIELDS = (
+    "pipelineRef",
+    "selection",
+    "parameters",
+    "parallelism",
+    "failurePolicy",
+    "priority",
+    "cache",
+)
 _OPTIONAL_IMMUTABLE_RUN_FIELDS = ("timeoutSeconds", "rerunOf", "workspace", "workspaceExclude")
 
 

@@ -133,3 +133,16 @@ def test_steps_that_cannot_start_say_why(orchest: Orchest, project: Any) -> None
     assert failed["reason"] == "Unschedulable"
     assert failed["message"].startswith("did not start running within 40s: Unschedulable: ")
     wait(lambda: not orchest.jobs("gpu"), 60)
+
+
+def test_a_rerun_is_cached_by_its_planning_pod(orchest: Orchest, project: Any) -> None:
+    claim = project({"ok.py": OK})
+    orchest.pipeline("cached", claim, DIAMOND, cache=True)
+    orchest.run("r1", "cached")
+    first = orchest.finished("r1")
+    assert first["status"]["phase"] == "Succeeded", first["status"]
+    orchest.run("r2", "cached")
+    second = orchest.finished("r2")
+    steps = second["status"]["steps"]
+    assert {(s["phase"], s.get("cachedFrom")) for s in steps.values()} == {("Cached", "r1")}, second["status"]
+    assert [j.metadata.name for j in orchest.jobs("r2")] == [job_name("r2", "plan.orchest")]

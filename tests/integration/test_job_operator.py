@@ -341,3 +341,23 @@ async def test_isolated_runs_of_a_batch_run_side_by_side_each_in_its_copy(
         assert container["workingDir"] == f"/project/.orchest/runs/{name}/workspace"
         status = cluster.peek(RUNS, name, NS)["status"]
         assert status["workspace"]["phase"] == "Succeeded"
+
+
+async def test_forbid_skips_a_tick_while_the_batch_runs(
+    cluster: Cluster, operator, fake_kubelet, clock
+) -> None:
+    await operator(OPERATOR)
+    await fake_kubelet(run_time=60, job_complete_delay=0.05)
+    await cluster.api.create(PIPELINES, pipeline())
+    await cluster.api.create(JOBS, job(schedule="@hourly", concurrencyPolicy="Forbid"))
+    await settled(cluster)
+    first_tick = tick_after(clock.at)
+    clock.at = first_tick
+    await nudge(cluster)
+    await wait_for(lambda: len(runs(cluster)) == 1, timeout=10)
+    clock.at = tick_after(first_tick)
+    await nudge(cluster)
+    await wait_for(lambda: events(cluster, "TickSkipped"), timeout=10, message="the skip is recorded")
+    assert len(runs(cluster)) == 1
+    skipped = next(b for b in job_status(cluster)["batches"] if b["phase"] == "Skipped")
+    assert skipped["scheduledTime"] == clock.at.strftime("%Y-%m-%dT%H:%M:%SZ")

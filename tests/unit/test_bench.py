@@ -26,6 +26,7 @@ TINY = [
     "--runs", "2",
     "--status-steps", "50",
     "--notebooks", "1",
+    "--cache-notebooks", "3",
     "--step-seconds", "0,0.1",
     "--job-complete-delay", "0.1",
 ]  # fmt: skip
@@ -54,7 +55,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
         text=True,
     )
     try:
-        assert main(["chain", "fanout", "concurrent", "status", *TINY, "--results", str(out)]) == 0
+        assert main(["chain", "fanout", "concurrent", "status", "cache", *TINY, "--results", str(out)]) == 0
     finally:
         output, _ = local.communicate(timeout=90)
     assert local.returncode == 0, output
@@ -64,7 +65,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     return loaded
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(150)
 def test_every_benchmark_writes_its_json(results: dict[str, dict[str, Any]]) -> None:
     assert set(results) == set(NAMES)
     for name, data in results.items():
@@ -108,6 +109,9 @@ def test_measurements_come_from_the_runs(results: dict[str, dict[str, Any]]) -> 
     assert 0 < local["orchest_step_median_s"] <= local["orchest_sequential_s"]
     assert local["papermill_cli_step_median_s"] == pytest.approx(local["papermill_cli_s"])
     assert local["orchest_slow_steps"] == local["papermill_cli_slow_steps"] == 0
+    cache = results["cache"]["measurements"]
+    assert cache["local"]["all_cached_s"] > 0 and cache["operator"]["all_cached_s"] > 0
+    assert cache["step_runner"]["hit_s"] > 0
 
 
 def test_command_line_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

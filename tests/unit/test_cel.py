@@ -73,6 +73,13 @@ def test_selected_mode_needs_steps() -> None:
     assert not admits(rule, {"mode": "Incoming", "steps": []})
 
 
+@pytest.mark.parametrize("glob", ["/etc/x", "../x", "data/../../x", "..", "a/.."])
+def test_cache_globs_cannot_leave_the_pipeline_directory(glob: str) -> None:
+    rule = rule_at(".outputs", "startsWith")
+    assert admits(rule, ["data/*.csv", "out/..x", "..hidden", "a..b/c"])
+    assert not admits(rule, ["data/*.csv", glob])
+
+
 def run_spec(**extra: Any) -> dict[str, Any]:
     return PipelineRunSpec.model_validate({"pipelineRef": {"name": "p"}, **extra}).wire()
 
@@ -101,6 +108,7 @@ def test_cancel_may_change_after_creation() -> None:
         {"priority": "Interactive"},
         {"timeoutSeconds": 5},
         {"rerunOf": "r0"},
+        {"cache": False},
         {"workspace": "Isolated"},
         {"workspaceExclude": ["data/**"]},
     ],

@@ -119,3 +119,33 @@ def test_the_subcommand_is_registered() -> None:
     args = build_parser().parse_args(["step", "--file", "a.py", "--step", "a", "--run", "r"])
     assert args.handler is handle
     assert (args.file, args.step, args.run, args.output_dir) == ("a.py", "a", "r", None)
+
+
+def test_a_step_handed_its_cache_runs_once_then_exits_at_once_with_a_hit(tmp_path: Path) -> None:
+    from orchest_operator.cache.handoff import handoff
+    from orchest_operator.models import PipelineSpec
+
+    spec = PipelineSpec.model_validate(
+        {"cache": True, "steps": [{"name": "s", "file": "s.py", "outputs": ["out.txt"]}]}
+    )
+    (tmp_path / "s.py").write_text("import pathlib; pathlib.Path('out.txt').write_text('x'); print('ran')")
+    cache = handoff(spec, "s", pipeline="p", default_image="runner:1")
+    assert cache is not None
+    env = {"ORCHEST_CACHE": cache.wire()}
+    first, termination = step(tmp_path, "--file", "s.py", "--step", "s", "--run", "r1", env=env)
+    assert first.returncode == 0 and "ran" in first.stdout
+    assert "orchest: cache: runs: no earlier execution" in first.stdout and not termination.exists()
+    second, termination = step(tmp_path, "--file", "s.py", "--step", "s", "--run", "r2", env=env)
+    assert second.returncode == 0 and "ran" not in second.stdout
+    assert json.loads(termination.read_text()) == {"message": "same inputs as in run r1", "cachedFrom": "r1"}
+    termination.unlink()
+    (tmp_path / "out.txt").write_text("changed")
+    third, termination = step(tmp_path, "--file", "s.py", "--step", "s", "--run", "r3", env=env)
+    assert "ran" in third.stdout and "output out.txt changed" in third.stdout and not termination.exists()
+
+
+def test_a_garbled_cache_handoff_runs_the_step(tmp_path: Path) -> None:
+    (tmp_path / "s.py").write_text("print('ran')")
+    done, _ = step(tmp_path, "--file", "s.py", "--step", "s", "--run", "r1", env={"ORCHEST_CACHE": "{"})
+    assert done.returncode == 0 and "ran" in done.stdout
+    assert "cache not used" in done.stderr

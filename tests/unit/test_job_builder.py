@@ -157,3 +157,40 @@ def test_pipeline_without_volume_is_refused() -> None:
             priority="Background",
             options=JobOptions(default_image="x"),
         )
+
+
+def test_the_planning_pod_is_valid_restricted_and_reads_the_volume_only() -> None:
+    from orchest_operator.builders.plan import plan_pod
+    from orchest_operator.models import PipelineRunSpec
+
+    request = PipelineRunSpec.model_validate({"pipelineRef": {"name": "p"}, "parameters": {"a": 1}})
+    pod = plan_pod(
+        name="orchest-plan-1", namespace="ns", spec=SPEC, request=request, image="i", default_image="d"
+    )
+    kubernetes_validate.validate(pod, "1.31.0", strict=True)
+    spec = pod["spec"]
+    assert spec["automountServiceAccountToken"] is False and spec["securityContext"]["runAsNonRoot"] is True
+    container = spec["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["volumeMounts"][0]["readOnly"] is True
+    assert container["workingDir"] == SPEC.volume.mount_path  # type: ignore[union-attr]
+    from orchest_operator.podsecurity import restricted_violations
+
+    assert restricted_violations(pod) == []
+
+
+def test_the_runs_planning_job_is_valid_restricted_and_owned() -> None:
+    from orchest_operator.builders.plan import HANDOFF_LIMIT, plan_job
+    from orchest_operator.models import PipelineRunSpec
+    from orchest_operator.podsecurity import restricted_violations
+
+    request = PipelineRunSpec.model_validate({"pipelineRef": {"name": "p"}})
+    options = JobOptions(default_image="runner:1")
+    job = plan_job(run=RUN, spec=SPEC, request=request, options=options)
+    assert job is not None
+    kubernetes_validate.validate(job, "1.31.0", strict=True)
+    assert restricted_violations(job) == []
+    assert job["metadata"]["ownerReferences"][0]["uid"] == RUN["metadata"]["uid"]
+    assert job["spec"]["backoffLimit"] == 0
+    huge = SPEC.model_copy(update={"parameters": {"blob": "x" * HANDOFF_LIMIT}})
+    assert plan_job(run=RUN, spec=huge, request=request, options=options) is None

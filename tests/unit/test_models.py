@@ -180,8 +180,9 @@ def test_phase_helpers() -> None:
         StepPhase.SKIPPED,
         StepPhase.CANCELLED,
         StepPhase.REUSED,
+        StepPhase.CACHED,
     ]
-    assert [p for p in StepPhase if p.ok] == [StepPhase.SUCCEEDED, StepPhase.REUSED]
+    assert [p for p in StepPhase if p.ok] == [StepPhase.SUCCEEDED, StepPhase.REUSED, StepPhase.CACHED]
     assert [p for p in RunPhase if p.finished] == [RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELLED]
 
 
@@ -195,3 +196,20 @@ def test_step_phase_converts_like_the_enum() -> None:
 def test_spec_step_lookup() -> None:
     spec = PipelineSpec(steps=[Step(name="a", file="a.py"), Step(name="b", file="b.sh")])
     assert spec.step("b").file == "b.sh"
+
+
+@pytest.mark.parametrize("glob", ["/etc/passwd", "../x", "data/../../x", "..", "a/.."])
+def test_cache_globs_stay_inside_the_pipeline_directory(glob: str) -> None:
+    with pytest.raises(ValidationError, match="leaves the pipeline directory"):
+        Step(name="a", file="a.py", outputs=[glob])
+    with pytest.raises(ValidationError, match="leaves the pipeline directory"):
+        Step(name="a", file="a.py", inputs=[glob])
+
+
+def test_a_step_caches_as_the_pipeline_says_unless_it_says_otherwise() -> None:
+    spec = PipelineSpec(
+        cache=True,
+        steps=[Step(name="a", file="a.py"), Step(name="b", file="b.py", cache=False)],
+    )
+    assert spec.caches("a") and not spec.caches("b")
+    assert not PipelineSpec(steps=[Step(name="a", file="a.py", cache=None)]).caches("a")

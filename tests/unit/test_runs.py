@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from orchest_operator.builders.job import JobOptions
+from orchest_operator.cache.runplan import PLAN_STEP, encode
 from orchest_operator.facts import Reason
 from orchest_operator.models import PipelineRunStatus
 from orchest_operator.naming import job_name
@@ -582,6 +583,139 @@ def test_a_status_handed_back_as_a_model_gives_the_same_pass_and_stays_unchanged
     assert first.model.model_dump() == kept, "the model handed in is not changed"
 
 
+def answer(world: World, cached: dict[str, str]) -> None:
+    """The planning pod's termination message, as ``orchest step``'s planner writes it."""
+    selected = world.status.snapshot.selected  # type: ignore[union-attr]
+    world.pods.append(pod(PLAN_STEP, "Succeeded", encode(selected, cached), run=world.name))
+
+
+def test_a_caching_run_is_planned_first_and_found_steps_cost_no_pod() -> None:
+    world = World(new_run(), pipeline(cache=True))
+    first = world.step()
+    assert world.created == [PLAN_STEP], "no step starts before the plan"
+    command = first.create[0]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[-1] == "--termination-message"
+    assert world.status.cache_plan is not None and world.status.cache_plan.phase.value == "Running"
+    assert world.step().create == []
+    answer(world, {"a": "r0", "b": "r0"})
+    world.step()
+    assert world.phases() == {"a": "Cached", "b": "Cached", "c": "Running", "d": "Pending"}
+    assert world.status.steps["a"].cached_from == "r0"
+    assert world.status.cache_plan.message == "2 of 4 step(s) found in the cache"  # type: ignore[union-attr]
+    assert world.created == [PLAN_STEP, "c"]
+    assert world.status.progress == "2/4"
+
+
+def test_a_step_found_in_the_cache_by_its_own_pod_is_cached_and_counts_as_done() -> None:
+    world = World(new_run(), pipeline(cache=True))
+    world.step()
+    answer(world, {})
+    world.step()
+    hit = json.dumps({"message": "same inputs as in run r0", "cachedFrom": "r0"})
+    world.pods.append(pod("a", "Succeeded", hit))
+    world.step()
+    a = world.status.steps["a"]
+    assert (a.phase.value, a.cached_from, a.message) == ("Cached", "r0", "same inputs as in run r0")
+    assert world.created == [PLAN_STEP, "a", "b", "c"], "a Cached step lets its dependents start"
+    assert world.status.progress == "1/4"
+    for step in "bcd":
+        world.pods.append(pod(step, "Succeeded", hit))
+        world.step()
+    assert world.status.phase.value == "Succeeded" and world.status.progress == "4/4"
+    earlier = world.run
+    rerun = World(new_run(rerunOf="r1"))
+    rerun.run["metadata"].update(name="r2", uid="uid-2")
+    rerun.step(earlier=earlier)
+    assert set(rerun.phases().values()) == {"Reused"}, "rerunOf counts Cached steps as done"
+
+
+def test_a_failed_plan_lets_every_step_ask_in_its_own_pod() -> None:
+    world = World(new_run(), pipeline(cache=True))
+    world.step()
+    world.fail(PLAN_STEP, "no space left")
+    world.step()
+    assert world.created == [PLAN_STEP, "a"]
+    plan = world.status.cache_plan
+    assert plan is not None and plan.phase.value == "Failed" and "each step asks" in (plan.message or "")
+
+
+def test_a_run_cancelled_while_planning_deletes_the_planning_job() -> None:
+    world = World(new_run(), pipeline(cache=True))
+    world.step()
+    world.run["spec"]["cancel"] = True
+    last = world.step()
+    assert last.status["phase"] == "Cancelled" and last.delete == [job_name("r1", PLAN_STEP)]
+
+
+def test_no_plan_without_cache() -> None:
+    world = World(new_run(cache=False), pipeline(cache=True))
+    world.step()
+    assert world.created == ["a"] and world.status.cache_plan is None
+
+
+def test_the_run_hands_each_caching_step_its_recipes() -> None:
+    def cache_env(actions: Actions) -> dict[str, Any]:
+        env = {
+            e["name"]: e["value"]
+            for e in actions.create[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        return json.loads(env["ORCHEST_CACHE"]) if "ORCHEST_CACHE" in env else {}
+
+    assert cache_env(World(new_run()).step()) == {}
+    world = World(new_run(parameters={"x": 1}), pipeline(cache=True))
+    world.step()
+    answer(world, {})
+    handed = cache_env(world.step())
+    assert (handed["pipeline"], handed["step"], handed["lookup"]) == ("p", "a", True)
+    assert [r["image"] for r in handed["recipes"]] == ["runner:1"]
+    assert list(handed["recipes"][0]["parameters"]) == ["x"]
+    assert cache_env(World(new_run(cache=False), pipeline(cache=True)).step())["lookup"] is False
+
+
+def test_a_rerun_is_planned_over_its_own_selection() -> None:
+    world = World(new_run(), pipeline(cache=True))
+    world.step()
+    answer(world, {})
+    world.step()
+    world.succeed("a")
+    world.step()
+    world.succeed("b")
+    world.fail("c")
+    world.step()
+    earlier = world.run
+    rerun = World(new_run(rerunOf="r1"), pipeline(cache=True))
+    rerun.run["metadata"].update(name="r2", uid="uid-2")
+    first = rerun.step(earlier=earlier)
+    env = {e["name"]: e["value"] for e in first.create[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env["ORCHEST_PLAN"])["selected"] == ["a", "b", "c", "d"]
+    answer(rerun, {"c": "r0"})
+    rerun.step(earlier=earlier)
+    assert rerun.phases() == {"a": "Reused", "b": "Reused", "c": "Cached", "d": "Running"}
+
+
+def test_a_step_whose_recipes_would_not_fit_an_environment_variable_does_not_cache() -> None:
+    steps = [
+        {"name": f"s{i}", "file": "x.py", **({"dependsOn": [f"s{i - 1}"]} if i else {})} for i in range(800)
+    ]
+    spec = {"volume": {"claimName": "data"}, "cache": True, "parameters": {"p": "x" * 50}, "steps": steps}
+    pipe = {"apiVersion": "orchest.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": "p"}, "spec": spec}
+    from orchest_operator.builders.job import step_job
+    from orchest_operator.models import PipelineSpec
+
+    model = PipelineSpec.model_validate(pipe["spec"])
+    run = new_run()
+    first = step_job(
+        run=run, spec=model, step_name="s0", parameters={}, priority="Background", options=OPTIONS
+    )
+    last = step_job(
+        run=run, spec=model, step_name="s799", parameters={}, priority="Background", options=OPTIONS
+    )
+    names = [
+        [e["name"] for e in j["spec"]["template"]["spec"]["containers"][0]["env"]] for j in (first, last)
+    ]
+    assert "ORCHEST_CACHE" in names[0] and "ORCHEST_CACHE" not in names[1]
+
+
 # --- isolated workspaces ------------------------------------------------------------------------------
 
 WS = "orchest.workspace"
@@ -668,3 +802,13 @@ def test_a_shared_rerun_of_an_isolated_run_is_refused() -> None:
     refused = World(new_run(rerunOf="r1")).step(earlier=isolated_failed_run())
     assert refused.status["conditions"][0]["reason"] == Reason.RERUN_INVALID
     assert "rerun it with workspace: Isolated" in refused.status["conditions"][0]["message"]
+
+
+def test_an_isolated_run_neither_plans_nor_hands_its_steps_the_cache() -> None:
+    w = World(new_run(workspace="Isolated"), pipeline(cache=True))
+    w.step()
+    w.succeed(WS)
+    started = w.step()
+    [step_a] = started.create
+    env = [e["name"] for e in step_a["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert "ORCHEST_CACHE" not in env and w.status.cache_plan is None
