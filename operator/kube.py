@@ -1,4 +1,5 @@
-"""The only module that talks to the Kubernetes API (through pykube-ng).
+"""The operator's synchronous calls to the Kubernetes API (through pykube-ng), and the credentials that both
+its clients use (this one and ``aiokube``'s asyncio client, which the run controller's hot path uses).
 
 Every write here is idempotent, because the operator may die between any two calls and do them again:
 a create that meets 409 AlreadyExists returns the existing object, a delete that meets 404 is done.
@@ -6,9 +7,14 @@ a create that meets 409 AlreadyExists returns the existing object, a delete that
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
+import subprocess
+import tempfile
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,60 +71,190 @@ def client() -> pykube.HTTPClient:
     return _client_for(os.environ.get("KUBECONFIG"))
 
 
-# Enough pooled connections for the controller's Job-creating threads plus the handlers' own calls;
-# requests' default of 10 makes a 200-Job fan-out open and drop connections.
+def credentials() -> Credentials:
+    """How to reach and log in to the configured cluster; shared by this client and ``aiokube``'s."""
+    return _credentials_for(os.environ.get("KUBECONFIG"))
+
+
+# Enough pooled connections for the controller's Job creates plus the handlers' own calls; requests'
+# default of 10 makes a 200-Job fan-out open and drop connections.
 POOL_SIZE = 32
 
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
-class TokenFileAdapter(pykube.http.KubernetesHTTPAdapter):
-    """Sends the service account token that is in the file now.
+class TokenFile:
+    """The service account token that is in the file now.
 
     The kubelet rewrites a pod's projected token well before it expires (an hour by default), but
     pykube reads it once. Unless the API server extends old tokens (up to a year, and not every
     cluster does), a long-running operator would then get 401 on every call. A stat per request is
-    a few microseconds; the file is read again only when it changed."""
+    a few microseconds; the file is read again only when it changed. While the file is missing (for a
+    moment, mid-rotation), the last token read is kept."""
 
-    def __init__(self, config: pykube.KubeConfig, token_file: Path, **kwargs: Any) -> None:
-        super().__init__(config, **kwargs)
-        self.token_file = token_file
+    def __init__(self, path: Path, token: str | None = None) -> None:
+        self.path = path
+        self.token = token
         self._seen: tuple[int, int] | None = None  # read it at the first request, whatever pykube read
 
-    def _stamp(self) -> tuple[int, int] | None:
+    def current(self) -> str | None:
         try:
-            stat = self.token_file.stat()  # through the kubelet's symlinks: a new token is a new file
+            stat = self.path.stat()  # through the kubelet's symlinks: a new token is a new file
         except OSError:
-            return None
-        return stat.st_ino, stat.st_mtime_ns
+            return self.token
+        stamp = stat.st_ino, stat.st_mtime_ns
+        if stamp != self._seen:
+            self.token = self.path.read_text(encoding="utf-8").strip()
+            self._seen = stamp
+        return self.token
+
+
+class UnsupportedCredentials(Exception):
+    """The kubeconfig logs in a way the operator's asyncio client cannot."""
+
+
+class Credentials:
+    """Where the API server is and how to log in to it, in one place for both of the operator's clients
+    (pykube's, and the asyncio one of ``aiokube``): the server and its CA bundle, the proxy, the client
+    certificate, and the Authorization header, with the in-cluster token re-read when it is rotated and
+    an exec plugin's token kept until it expires (as client-go does). A kubeconfig ``auth-provider``
+    (gcp, oidc; removed from kubectl in Kubernetes 1.26) is left to pykube's own code."""
+
+    def __init__(
+        self,
+        config: pykube.KubeConfig,
+        *,
+        token_file: TokenFile | None = None,
+        env_verify: str | bool = True,
+        proxies: dict[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.server: str = config.cluster["server"].rstrip("/")
+        self.token_file = token_file
+        self.proxies = proxies or {}
+        cluster, user = config.cluster, config.user
+        # The order of pykube's adapter, so both clients trust the same certificates.
+        self.verify: str | bool = env_verify
+        if os.environ.get("PYKUBE_SSL_CERTIFICATE_AUTHORITY") is not None:
+            self.verify = os.environ["PYKUBE_SSL_CERTIFICATE_AUTHORITY"]
+        elif "certificate-authority" in cluster:
+            self.verify = cluster["certificate-authority"].filename()
+        elif "insecure-skip-tls-verify" in cluster:
+            self.verify = not cluster["insecure-skip-tls-verify"]
+        self.tls_server_name: str | None = cluster.get("tls-server-name")
+        self.cert: tuple[str, str] | None = None
+        if "client-certificate" in user:
+            self.cert = (user["client-certificate"].filename(), user["client-key"].filename())
+        self._exec: tuple[str, float] | None = None  # (header, expiry as a time.time())
+        self._exec_files: list[Any] = []
+
+    @property
+    def proxy(self) -> str | None:
+        """The proxy for the API server, resolved once from the environment (``NO_PROXY`` included)."""
+        return self.proxies.get(self.server.split(":", 1)[0])
+
+    def authorization(self) -> str | None:
+        """The Authorization header to send now, or ``None`` (client certificate, or an auth-provider)."""
+        user = self.config.user
+        if self.token_file is not None:
+            token = self.token_file.current()
+            if token:
+                return f"Bearer {token}"
+        if user.get("token"):
+            return f"Bearer {user['token']}"
+        if "exec" in user:
+            return self._exec_authorization(user["exec"])
+        if user.get("username") and user.get("password"):
+            pair = f"{user['username']}:{user['password']}".encode()
+            return "Basic " + base64.b64encode(pair).decode()
+        return None
+
+    def expire(self) -> bool:
+        """Forget a cached exec credential after a 401; ``True`` when there was one to renew."""
+        had, self._exec = self._exec is not None, None
+        return had
+
+    def _exec_authorization(self, spec: dict[str, Any]) -> str | None:
+        if self._exec is not None and time.time() < self._exec[1]:
+            return self._exec[0]
+        env = {**os.environ, **{v["name"]: v["value"] for v in spec.get("env") or []}}
+        output = subprocess.run(
+            [spec["command"], *(spec.get("args") or [])], env=env, check=True, capture_output=True, timeout=60
+        ).stdout
+        status = json.loads(output).get("status") or {}
+        expiry = _parse_expiry(status.get("expirationTimestamp"))
+        if status.get("clientCertificateData") and status.get("clientKeyData"):
+            self._exec_files = [
+                _temp_file(status["clientCertificateData"]),
+                _temp_file(status["clientKeyData"]),
+            ]
+            self.cert = (self._exec_files[0].name, self._exec_files[1].name)
+        header = f"Bearer {status['token']}" if status.get("token") else None
+        self._exec = (header, expiry) if header else None
+        return header
+
+
+def _parse_expiry(value: str | None) -> float:
+    if not value:
+        return float("inf")  # no expiry given: kept until a 401
+    stamp = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return stamp - 10  # renewed a little early, so a request in flight does not carry an expired one
+
+
+def _temp_file(data: str) -> Any:
+    handle = tempfile.NamedTemporaryFile("w", suffix=".pem")  # noqa: SIM115 (lives with the credential)
+    handle.write(data)
+    handle.flush()
+    return handle
+
+
+class CredentialsAdapter(pykube.http.KubernetesHTTPAdapter):
+    """pykube's adapter, sending the Authorization header of ``Credentials`` (pykube then adds none of
+    its own); an auth-provider kubeconfig, which ``Credentials`` leaves alone, is pykube's to handle."""
+
+    def __init__(self, credentials: Credentials, **kwargs: Any) -> None:
+        super().__init__(credentials.config, **kwargs)
+        self.credentials = credentials
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        stamp = self._stamp()
-        if stamp is not None and stamp != self._seen:
-            self.kube_config.user["token"] = self.token_file.read_text(encoding="utf-8")
-            self._seen = stamp
-        return super().send(request, **kwargs)
+        header = self.credentials.authorization()
+        if header is not None:
+            request.headers["Authorization"] = header
+        if self.credentials.cert is not None:
+            kwargs["cert"] = self.credentials.cert
+        response = super().send(request, **kwargs)
+        if response.status_code == 401 and header is not None and self.credentials.expire():
+            request.headers["Authorization"] = self.credentials.authorization() or ""
+            response = super().send(request, **kwargs)
+        return response
 
 
 @functools.cache
-def _client_for(kubeconfig: str | None) -> pykube.HTTPClient:
+def _credentials_for(kubeconfig: str | None) -> Credentials:
     # As pykube's ``KubeConfig.from_env``: the pod's service account if there is one, else the kubeconfig.
-    pool = {"pool_connections": POOL_SIZE, "pool_maxsize": POOL_SIZE}
-    adapter: pykube.http.KubernetesHTTPAdapter
+    token_file = None
     try:
         config = pykube.KubeConfig.from_service_account(str(SERVICE_ACCOUNT))
     except FileNotFoundError:
         config = pykube.KubeConfig.from_file()
-        adapter = pykube.http.KubernetesHTTPAdapter(config, **pool)
     else:
-        adapter = TokenFileAdapter(config, SERVICE_ACCOUNT / "token", **pool)
-    api = pykube.HTTPClient(config, timeout=30, http_adapter=adapter)
+        token_file = TokenFile(SERVICE_ACCOUNT / "token", config.user.get("token"))
     # requests reads the proxy and CA bundle variables and looks for ~/.netrc on every request (a quarter
-    # of its time per request here). The environment does not change while the process runs: resolve
-    # them once for the API server, with requests' own rules, and read no netrc (kubectl reads none).
-    resolved = api.session.merge_environment_settings(config.cluster["server"], {}, None, None, None)
-    api.session.proxies, api.session.verify = resolved["proxies"], resolved["verify"]
+    # of its time per request). The environment does not change while the process runs: resolve them
+    # once for the API server, with requests' own rules, and read no netrc (kubectl reads none).
+    resolved = requests.Session().merge_environment_settings(config.cluster["server"], {}, None, None, None)
+    return Credentials(
+        config, token_file=token_file, env_verify=resolved["verify"], proxies=resolved["proxies"]
+    )
+
+
+@functools.cache
+def _client_for(kubeconfig: str | None) -> pykube.HTTPClient:
+    creds = _credentials_for(kubeconfig)
+    adapter = CredentialsAdapter(creds, pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
+    api = pykube.HTTPClient(creds.config, timeout=30, http_adapter=adapter)
+    api.session.proxies, api.session.verify = dict(creds.proxies), creds.verify
     api.session.trust_env = False
     return api
 
@@ -198,17 +334,23 @@ def list_objects(
 ) -> list[dict[str, Any]]:
     """``fields`` is a field selector the server applies; callers must not rely on it to be exact."""
     kwargs = _request_kwargs(cls, namespace)
-    params = {}
+    params: dict[str, str] = {}
     if selector:
         params["labelSelector"] = ",".join(f"{k}={v}" for k, v in selector.items())
     if fields:
         params["fieldSelector"] = fields
     if params:
         kwargs["params"] = params
-    found = _checked(api, api.get(**kwargs))
-    # Lists leave out each item's kind: put it back, so an item reads like the object it is.
+    return listed(cls, _checked(api, api.get(**kwargs)), selector)
+
+
+def listed(
+    cls: type[APIObject], found: dict[str, Any], selector: dict[str, str] | None
+) -> list[dict[str, Any]]:
+    """The items of a list answer, each with its kind put back (lists leave it out), so an item reads like
+    the object it is; filtered by ``selector`` again, since not every API server in tests filters."""
     objs = [{"apiVersion": cls.version, "kind": cls.kind, **item} for item in found.get("items") or []]
-    if selector:  # not every API server in tests filters; be exact regardless
+    if selector:
         objs = [
             o for o in objs if all(o["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())
         ]
@@ -257,10 +399,14 @@ def patch_status(
 ) -> dict[str, Any]:
     """Merge-patch ``status``; with ``resource_version``, only if the object is still at that version
     (else 409 Conflict): the patch was computed from that version and may be wrong for a newer one."""
+    return patch(api, cls, namespace, name, status_body(status, resource_version), subresource="status")
+
+
+def status_body(status: dict[str, Any], resource_version: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {"status": status}
     if resource_version is not None:
         body["metadata"] = {"resourceVersion": resource_version}
-    return patch(api, cls, namespace, name, body, subresource="status")
+    return body
 
 
 def status_code(err: Exception) -> int | None:

@@ -20,16 +20,14 @@ import collections
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 import pykube
-import requests
 
-from orchest_operator import kube, metrics, naming, queue, stuck
+from orchest_operator import aiokube, kube, metrics, naming, queue, stuck
 from orchest_operator.builders.job import JobOptions
 from orchest_operator.coalesce import Coalescer
 from orchest_operator.dag import Dag
@@ -41,17 +39,17 @@ RunKey = tuple[str, str]  # (namespace, run name)
 PipelineKey = tuple[str, str]  # (namespace, pipeline name)
 JobSource = Callable[[RunKey], Iterable[JobView]]
 PodSource = Callable[[RunKey], Iterable[PodView]]
-_CREATE_CONCURRENCY = 16
 # The API server refuses these for good (invalid, forbidden by admission): retrying cannot help, the
 # step fails with the server's message. A quota refusal (also 403) is retried: quota frees up.
 _PERMANENT = {400, 403, 422}
 _FOREIGN_RETRY_SECONDS = 2.0
+_CREATE_WINDOW = kube.POOL_SIZE  # creates in flight at once: as many as the client has connections
 _ECHOES_KEPT = 8  # resourceVersions of a run's own recent writes whose watch events are skipped
 
 
 @dataclass
 class RunController:
-    api: pykube.HTTPClient
+    api: aiokube.APIClient
     options: JobOptions
     jobs: JobSource
     pods: PodSource
@@ -79,11 +77,6 @@ class RunController:
     _parsed: dict[RunKey, tuple[str, PipelineRunStatus]] = field(default_factory=dict)
     """Each active run's status as a model, with the resourceVersion it is the status of."""
     _admission: dict[PipelineKey, asyncio.Lock] = field(default_factory=dict)
-    # Job creation gets threads of its own: ``asyncio.to_thread`` shares the loop's default pool, which
-    # has only cpu_count + 4 threads (6 on a 2-core pod), so a fan-out would create 6 Jobs at a time.
-    _creating: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(_CREATE_CONCURRENCY, thread_name_prefix="orchest-create")
-    )
 
     def __post_init__(self) -> None:
         self._runs = Coalescer(self._reconcile, "reconcile")
@@ -107,6 +100,30 @@ class RunController:
         self._latest[key] = dict(body)
         self.poke(*key)
 
+    def is_own_create(self, event: Mapping[str, Any]) -> bool:
+        """The ADDED event of a Job this process created (or is creating) for an active run: it brings
+        nothing the run does not know (an empty status), so the watch drops it (``echoes``). The Job stays
+        "in flight" for the run until a later event of the Job (the Job controller's first status) puts it
+        in the index. A Job of another owner under the same name is not this process's own, nor is any
+        Job of a listing, so a restarted operator indexes every Job it finds."""
+        if event.get("type") != "ADDED":
+            return False
+        body = event.get("object") or {}
+        meta = body.get("metadata") or {}
+        key = index_key(meta.get("namespace", ""), body)
+        if key is None or meta.get("name") not in self._in_flight.get(key, ()):
+            return False
+        run = self._latest.get(key)
+        return run is not None and kube._controller_uid(body) == run["metadata"].get("uid")
+
+    def job_deleted(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        """A Job whose ADDED event was dropped may go before any other event of it put it in the index:
+        then it is no longer in flight, and the run's next pass sees the step without a Job."""
+        key = index_key(namespace, dict(body))
+        if key:
+            self._in_flight.get(key, set()).discard(name)
+            self.poke(*key)
+
     def sync_pipeline(self, namespace: str, pipeline: str) -> None:
         """Re-admit the pipeline's queue, prune its history and refresh its run summary (coalesced)."""
         self._pipelines.poke((namespace, pipeline))
@@ -119,7 +136,7 @@ class RunController:
     async def close(self) -> None:
         await self._runs.close()
         await self._pipelines.close()
-        self._creating.shutdown(wait=False, cancel_futures=True)
+        await self.api.close()
 
     async def _reconcile(self, key: RunKey, poked: float | None) -> None:
         namespace, name = key
@@ -127,7 +144,7 @@ class RunController:
         if run is None:
             if key in self._settled:
                 return  # a late event of a finished run's Job or pod
-            run = await asyncio.to_thread(kube.get, self.api, kube.PipelineRun, namespace, name)
+            run = await self.api.get(kube.PipelineRun, namespace, name)
             if run is None:
                 self._forget(key)
                 return
@@ -176,13 +193,9 @@ class RunController:
         pipeline = earlier = None
         not_started = status.start_time is None and not status.phase.finished
         if not_started:
-            pipeline = await asyncio.to_thread(
-                kube.get, self.api, kube.Pipeline, namespace, spec["pipelineRef"]["name"]
-            )
+            pipeline = await self.api.get(kube.Pipeline, namespace, spec["pipelineRef"]["name"])
         if status.snapshot is None and spec.get("rerunOf"):
-            earlier = await asyncio.to_thread(
-                kube.get, self.api, kube.PipelineRun, namespace, spec["rerunOf"]
-            )
+            earlier = await self.api.get(kube.PipelineRun, namespace, spec["rerunOf"])
         admission = await self._admission_of(run, pipeline, status) if not_started else queue.Admission()
         cached = self._dags.get(key)
         jobs = list(self.jobs(key))
@@ -238,15 +251,37 @@ class RunController:
         return queue.admit(me, [queue.RunSummary.of(r) for r in siblings], policy)
 
     async def _runs_of(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
-        runs = await asyncio.to_thread(kube.list_objects, self.api, kube.PipelineRun, namespace)
+        runs = await self.api.list_objects(kube.PipelineRun, namespace)
         return [r for r in runs if r["spec"]["pipelineRef"]["name"] == pipeline]
 
+    async def _create_all(self, key: RunKey, manifests: list[dict[str, Any]]) -> None:
+        """Create a pass's Jobs at once, at most ``_CREATE_WINDOW`` in flight. Once one fails with an error
+        that may pass (a quota, the server overloaded), the rest are not sent: the pass fails and is
+        retried with backoff, so a server that refuses costs a window of requests per attempt, not a
+        request per step (client-go's controllers create their pods in a "slow start" for the same
+        reason; a window keeps the happy path as fast as a plain burst)."""
+        window = asyncio.Semaphore(_CREATE_WINDOW)
+        failed: list[Exception] = []
+
+        async def one(manifest: dict[str, Any]) -> None:
+            async with window:
+                if failed:
+                    self._in_flight.get(key, set()).discard(manifest["metadata"]["name"])
+                    return
+                try:
+                    await self._create(key, manifest)
+                except Exception as err:
+                    failed.append(err)
+
+        await asyncio.gather(*(one(m) for m in manifests))
+        if failed:
+            raise failed[0]
+
     async def _create(self, key: RunKey, manifest: dict[str, Any]) -> None:
-        loop = asyncio.get_running_loop()
         step = manifest["metadata"]["labels"][naming.LABEL_STEP]
         job = manifest["metadata"]["name"]
         try:
-            await loop.run_in_executor(self._creating, kube.ensure, self.api, manifest)
+            await self.api.ensure(manifest)
         except kube.ForeignObject:
             # A run deleted and created again under the same name: its old Job still holds the name
             # until the garbage collector removes it. Try again shortly; never adopt it.
@@ -255,7 +290,7 @@ class RunController:
             self._in_flight.get(key, set()).discard(job)
             self._runs.poke_later(key, _FOREIGN_RETRY_SECONDS)
             return
-        except (pykube.exceptions.HTTPError, requests.HTTPError) as err:
+        except pykube.exceptions.HTTPError as err:
             message = str(err)
             if kube.status_code(err) not in _PERMANENT or "exceeded quota" in message:
                 raise
@@ -271,16 +306,16 @@ class RunController:
         namespace = key[0]
         if actions.create:
             self._in_flight.setdefault(key, set()).update(m["metadata"]["name"] for m in actions.create)
-            await asyncio.gather(*(self._create(key, m) for m in actions.create))
+            await self._create_all(key, actions.create)
             metrics.STEPS_STARTED.inc(len(actions.create))
             if poked is not None:
                 metrics.REACTION.observe(time.perf_counter() - poked)
         for job in actions.delete:
-            await asyncio.to_thread(kube.delete, self.api, pykube.Job, namespace, job)
+            await self.api.delete(pykube.Job, namespace, job)
         for job, patch in actions.patch_jobs.items():
             try:
-                await asyncio.to_thread(kube.patch, self.api, pykube.Job, namespace, job, patch)
-            except (pykube.exceptions.HTTPError, requests.HTTPError) as err:
+                await self.api.patch(pykube.Job, namespace, job, patch)
+            except pykube.exceptions.HTTPError as err:
                 if kube.status_code(err) != 404:  # a Job gone meanwhile needs no deadline
                     raise
         current = run.get("status") or {}
@@ -327,19 +362,13 @@ class RunController:
         version = run["metadata"].get("resourceVersion")
         for _attempt in range(2):
             try:
-                return await asyncio.to_thread(
-                    kube.patch_status,
-                    self.api,
-                    kube.PipelineRun,
-                    namespace,
-                    name,
-                    patch,
-                    resource_version=version,
+                return await self.api.patch_status(
+                    kube.PipelineRun, namespace, name, patch, resource_version=version
                 )
-            except (pykube.exceptions.HTTPError, requests.HTTPError) as err:
+            except pykube.exceptions.HTTPError as err:
                 if kube.status_code(err) not in (404, 409):
                     raise
-            fresh = await asyncio.to_thread(kube.get, self.api, kube.PipelineRun, namespace, name)
+            fresh = await self.api.get(kube.PipelineRun, namespace, name)
             if fresh is None or (fresh.get("status") or {}) != current:
                 return None
             version = fresh["metadata"].get("resourceVersion")
@@ -363,23 +392,13 @@ class RunController:
         """Find why the pods of ``steps`` do not run: one list of the run's unfinished pods and, if a step
         has no pod, one of the namespace's FailedCreate events of Jobs. The next pass folds what was found."""
         namespace = key[0]
-        pods = await asyncio.to_thread(
-            kube.list_objects,
-            self.api,
-            pykube.Pod,
-            namespace,
-            stuck.run_pods_selector(key[1]),
-            stuck.UNFINISHED_PODS,
+        pods = await self.api.list_objects(
+            pykube.Pod, namespace, stuck.run_pods_selector(key[1]), stuck.UNFINISHED_PODS
         )
         events: list[dict[str, Any]] = []
         if stuck.needs_events(steps, pods):
-            events = await asyncio.to_thread(
-                kube.list_objects,
-                self.api,
-                pykube.Event,
-                namespace,
-                None,
-                f"involvedObject.kind=Job,reason={stuck.FAILED_CREATE}",
+            events = await self.api.list_objects(
+                pykube.Event, namespace, None, f"involvedObject.kind=Job,reason={stuck.FAILED_CREATE}"
             )
         found = stuck.causes(steps, pods, events)
         now = self.clock()
@@ -397,7 +416,7 @@ class RunController:
         namespace, pipeline = key
         async with self._admission.setdefault(key, asyncio.Lock()):
             runs = await self._runs_of(namespace, pipeline)
-            pipeline_obj = await asyncio.to_thread(kube.get, self.api, kube.Pipeline, namespace, pipeline)
+            pipeline_obj = await self.api.get(kube.Pipeline, namespace, pipeline)
         for other in runs:
             if not (other.get("status") or {}).get("startTime"):
                 run_key = (namespace, other["metadata"]["name"])
@@ -408,13 +427,13 @@ class RunController:
             return  # runs of a deleted pipeline are the user's to keep
         limit = (pipeline_obj.get("spec") or {}).get("runHistoryLimit", 10)
         for old in queue.to_prune(runs, limit):
-            await asyncio.to_thread(kube.delete, self.api, kube.PipelineRun, namespace, old)
+            await self.api.delete(kube.PipelineRun, namespace, old)
             runs = [r for r in runs if r["metadata"]["name"] != old]
         summary = queue.pipeline_summary(runs)
         summary["observedGeneration"] = pipeline_obj["metadata"].get("generation")
         current = pipeline_obj.get("status") or {}
         if any(current.get(k) != v for k, v in summary.items()):
-            await asyncio.to_thread(kube.patch_status, self.api, kube.Pipeline, namespace, pipeline, summary)
+            await self.api.patch_status(kube.Pipeline, namespace, pipeline, summary)
 
     def _forget(self, key: RunKey) -> None:
         self._in_flight.pop(key, None)

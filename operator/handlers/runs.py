@@ -56,10 +56,16 @@ async def run_event(
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
-async def job_event(namespace: str, body: kopf.Body, run_jobs: Any, run_pods: Any, **_: Any) -> None:
+async def job_event(
+    namespace: str, name: str, type: str | None, body: kopf.Body, run_jobs: Any, run_pods: Any, **_: Any
+) -> None:
+    ctl = _bound(run_jobs, run_pods)
+    if type == "DELETED":
+        ctl.job_deleted(namespace, name, body)
+        return
     key = index_key(namespace, body)
     if key:
-        _bound(run_jobs, run_pods).poke(*key)
+        ctl.poke(*key)
 
 
 @kopf.on.event("", "v1", "pods", labels=OURS)

@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from orchest_operator import kube, watching
+from orchest_operator import aiokube, echoes, kube, watching
 from orchest_operator.builders.job import JobOptions
 from orchest_operator.jobs.controller import JobController
 from orchest_operator.models import GROUP
@@ -41,8 +41,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     watching.configure(settings)
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    try:
+        api = aiokube.client()
+    except kube.UnsupportedCredentials as err:
+        raise kopf.PermanentError(str(err)) from None
     _controller = RunController(
-        api=kube.client(),
+        api=api,
         options=JobOptions(
             default_image=config.default_step_image,
             priority_classes=config.priority_classes,
@@ -53,12 +57,15 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         check_after=config.stuck_check_after_seconds,
         check_every=config.stuck_check_every_seconds,
     )
+    echoes.install()
+    echoes.skip(watching.JOBS, _controller.is_own_create)
     _job_controller = JobController(api=kube.client())
 
 
 @kopf.on.cleanup()
 async def shutdown(**_: Any) -> None:
     global _controller, _job_controller
+    echoes.clear()
     if _controller is not None:
         await _controller.close()
         _controller = None

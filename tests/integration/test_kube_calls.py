@@ -1,23 +1,22 @@
-"""``orchest_operator.kube`` against the emulator: each call's idempotence and errors, as the controller
-relies on them (a create that meets its own object succeeds, a delete of nothing is done, a stale status
-write is refused)."""
+"""``orchest_operator.kube`` and ``aiokube`` against the emulator: each call's idempotence and errors, as
+the controller relies on them (a create that meets its own object succeeds, a delete of nothing is done,
+a stale status write is refused)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pykube
 import pytest
 import requests
 
-from orchest_operator import kube
+from orchest_operator import aiokube, kube
 from tests.support.cluster import Cluster
 
 NS = "calls"
 CONTAINER = {"name": "c", "image": "i"}
-T = TypeVar("T")
 
 
 def owned_job(name: str, owner_uid: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -44,17 +43,32 @@ def owned_job(name: str, owner_uid: str, labels: dict[str, str] | None = None) -
     }
 
 
-async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """The operator calls kube from threads; so do these tests (the emulator serves on this loop)."""
-    return await asyncio.to_thread(fn, kube.client(), *args, **kwargs)
+Call = Callable[..., Awaitable[Any]]
 
 
-@pytest.fixture(autouse=True)
-def fresh_client(cluster: Cluster) -> None:
+@pytest.fixture(params=["pykube", "aiohttp"])
+async def call(request: pytest.FixtureRequest, cluster: Cluster) -> AsyncIterator[Call]:
+    """Each test runs with both of the operator's clients: ``kube``'s from a thread, as the session
+    handlers call it (the emulator serves on this loop), and ``aiokube``'s, as the run controller does."""
     kube._client_for.cache_clear()
+    kube._credentials_for.cache_clear()
+    if request.param == "pykube":
+
+        async def threaded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(fn, kube.client(), *args, **kwargs)
+
+        yield threaded
+        return
+    api = aiokube.client()
+
+    async def on_the_loop(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await getattr(api, fn.__name__)(*args, **kwargs)
+
+    yield on_the_loop
+    await api.close()
 
 
-async def test_ensure_creates_and_then_finds_its_own_object(cluster: Cluster) -> None:
+async def test_ensure_creates_and_then_finds_its_own_object(cluster: Cluster, call: Call) -> None:
     created = await call(kube.ensure, owned_job("j", "u1"))
     assert created["metadata"]["uid"] and created["kind"] == "Job"
     again = await call(kube.ensure, owned_job("j", "u1"))
@@ -62,20 +76,20 @@ async def test_ensure_creates_and_then_finds_its_own_object(cluster: Cluster) ->
     assert len(cluster.peek_all("batch/v1/jobs", NS)) == 1
 
 
-async def test_ensure_never_adopts_another_owners_object(cluster: Cluster) -> None:
+async def test_ensure_never_adopts_another_owners_object(cluster: Cluster, call: Call) -> None:
     await call(kube.ensure, owned_job("j", "u1"))
     with pytest.raises(kube.ForeignObject, match=f"Job {NS}/j has another owner"):
         await call(kube.ensure, owned_job("j", "u2"))
 
 
-async def test_ensure_passes_on_the_servers_refusal(cluster: Cluster) -> None:
+async def test_ensure_passes_on_the_servers_refusal(cluster: Cluster, call: Call) -> None:
     nameless = owned_job("", "u1")
     with pytest.raises((pykube.exceptions.HTTPError, requests.HTTPError)) as refused:
         await call(kube.ensure, nameless)
     assert kube.status_code(refused.value) == 422
 
 
-async def test_get_list_and_delete(cluster: Cluster) -> None:
+async def test_get_list_and_delete(cluster: Cluster, call: Call) -> None:
     assert await call(kube.get, pykube.Job, NS, "missing") is None
     await call(kube.ensure, owned_job("a", "u1", {"run": "x"}))
     await call(kube.ensure, owned_job("b", "u1", {"run": "y"}))
@@ -88,7 +102,7 @@ async def test_get_list_and_delete(cluster: Cluster) -> None:
     assert [o["metadata"]["name"] for o in cluster.peek_all("batch/v1/jobs", NS)] == ["b"]
 
 
-async def test_a_status_write_names_the_version_it_was_computed_from(cluster: Cluster) -> None:
+async def test_a_status_write_names_the_version_it_was_computed_from(cluster: Cluster, call: Call) -> None:
     pipeline = {"steps": [{"name": "s", "file": "s.py"}]}
     await cluster.api.create(
         "orchest.io/v1alpha1/pipelines", {"metadata": {"name": "p", "namespace": NS}, "spec": pipeline}
@@ -108,7 +122,9 @@ async def test_a_status_write_names_the_version_it_was_computed_from(cluster: Cl
         )
     assert kube.status_code(stale.value) == 409
     assert (cluster.peek("orchest.io/v1alpha1/pipelineruns", "r", NS) or {})["status"]["phase"] == "Pending"
-    labelled = await call(kube.patch, kube.PipelineRun, NS, "r", {"metadata": {"labels": {"a": "b"}}})
+    labelled = await asyncio.to_thread(
+        kube.patch, kube.client(), kube.PipelineRun, NS, "r", {"metadata": {"labels": {"a": "b"}}}
+    )
     assert labelled["metadata"]["labels"] == {"a": "b"}
 
 

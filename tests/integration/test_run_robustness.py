@@ -127,18 +127,18 @@ async def test_a_transient_error_after_a_run_finishes_does_not_strand_the_queue(
     cluster: Cluster, operator, fake_kubelet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One failed LIST in _phase_changed (after the finished status is written) and nobody pokes y again."""
-    from orchest_operator import kube
+    from orchest_operator import aiokube, kube
 
-    real = kube.list_objects
+    real = aiokube.APIClient.list_objects
     armed = {"on": False}
 
-    def flaky(api, cls, namespace, selector=None):  # type: ignore[no-untyped-def]
+    async def flaky(api, cls, namespace, selector=None):  # type: ignore[no-untyped-def]
         if armed["on"] and cls is kube.PipelineRun and finished(cluster, "x"):
             armed["on"] = False
             raise RuntimeError("transient: connection reset")
-        return real(api, cls, namespace, selector)
+        return await real(api, cls, namespace, selector)
 
-    monkeypatch.setattr(kube, "list_objects", flaky)
+    monkeypatch.setattr(aiokube.APIClient, "list_objects", flaky)
     await operator(OPERATOR)
     await fake_kubelet(run_time=1.0, job_complete_delay=0.05)
     await start(cluster, pipeline(steps=ONE), run("x"))
@@ -148,3 +148,18 @@ async def test_a_transient_error_after_a_run_finishes_does_not_strand_the_queue(
     armed["on"] = True
     assert await wait_for(lambda: finished(cluster, "x"), timeout=10) == "Succeeded"
     await wait_for(lambda: phase(cluster, "y") in ("Running", "Succeeded"), timeout=10, message="y admitted")
+
+
+async def test_a_job_deleted_before_any_event_of_it_was_indexed_fails_its_step(
+    cluster: Cluster, operator
+) -> None:
+    """The ADDED event of a Job the operator created is dropped before kopf sees it (``echoes``): with no
+    Job controller to write its status, no event of it ever reaches the index. Deleted by hand then, the
+    Job is still noticed as gone, as any deleted Job is."""
+    await operator(OPERATOR)
+    await start(cluster, pipeline(steps=ONE), run("x"))
+    await wait_for(lambda: bool(jobs(cluster, "x")), timeout=10)
+    name = jobs(cluster, "x")[0]["metadata"]["name"]
+    await cluster.api.delete("batch/v1/jobs", name, NS)
+    assert await wait_for(lambda: finished(cluster, "x"), timeout=10) == "Failed"
+    assert "disappeared" in status(cluster, "x")["steps"]["only"]["message"]

@@ -10,7 +10,7 @@ from typing import Any
 import pykube
 import pytest
 
-from orchest_operator import coalesce, kube
+from orchest_operator import coalesce, run_controller
 from orchest_operator.builders.job import JobOptions
 from orchest_operator.coalesce import Coalescer
 from orchest_operator.run_controller import RunController, RunKey, merge_patch
@@ -101,19 +101,18 @@ async def test_a_wakeup_can_be_armed_again_after_it_fired() -> None:
 
 
 class _Api:
-    """Stands in for the API server in ``kube.get`` / ``kube.patch_status``: one stored run, and a
-    resourceVersion precondition as the real server checks it."""
+    """Stands in for the controller's ``aiokube.APIClient`` (``get``, ``patch_status``): one stored run,
+    and a resourceVersion precondition as the real server checks it."""
 
     def __init__(self, run: dict[str, Any]) -> None:
         self.run = copy.deepcopy(run)
         self.patches: list[tuple[dict[str, Any], str | None]] = []
 
-    def get(self, _api: object, _cls: object, _ns: str, _name: str) -> dict[str, Any]:
+    async def get(self, _cls: object, _ns: str, _name: str) -> dict[str, Any]:
         return copy.deepcopy(self.run)
 
-    def patch_status(
+    async def patch_status(
         self,
-        _api: object,
         _cls: object,
         _ns: str,
         _name: str,
@@ -133,11 +132,12 @@ class _Api:
 
 
 def _controller(monkeypatch: pytest.MonkeyPatch, api: _Api) -> RunController:
-    monkeypatch.setattr(kube, "get", api.get)
-    monkeypatch.setattr(kube, "patch_status", api.patch_status)
     return RunController(
-        api=None, options=JobOptions(default_image="x"), jobs=lambda _k: (), pods=lambda _k: ()
-    )  # type: ignore[arg-type]
+        api=api,  # type: ignore[arg-type]
+        options=JobOptions(default_image="x"),
+        jobs=lambda _k: (),
+        pods=lambda _k: (),
+    )
 
 
 RUN = {"metadata": {"name": "r", "namespace": "ns", "resourceVersion": "5"}, "status": {"phase": "Running"}}
@@ -218,20 +218,66 @@ async def test_an_edit_seen_while_a_status_write_is_on_its_way_is_not_lost(
 ) -> None:
     api = _Api(RUN)
     ctl = _controller(monkeypatch, api)
-    loop = asyncio.get_running_loop()
     write = api.patch_status
 
-    def write_then_someone_cancels(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        written = write(*args, **kwargs)
+    async def write_then_someone_cancels(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        written = await write(*args, **kwargs)
         api.run["spec"] = {"cancel": True}
         api.bump()
-        loop.call_soon_threadsafe(ctl.run_seen, copy.deepcopy(api.run))  # its watch event comes first
+        ctl.run_seen(copy.deepcopy(api.run))  # its watch event comes first
         return written
 
-    monkeypatch.setattr(kube, "patch_status", write_then_someone_cancels)
+    monkeypatch.setattr(api, "patch_status", write_then_someone_cancels)
     ctl._latest[("ns", "r")] = copy.deepcopy(RUN)
     assert await ctl._apply(
         ctl._latest[("ns", "r")], ("ns", "r"), Actions(status={"phase": "Succeeded"}), None
     )
     assert api.patches, "the status was written"
     assert ctl._latest[("ns", "r")]["spec"] == {"cancel": True}, "the next pass reads the cancel"
+
+
+class _RefusingApi:
+    """Creates Jobs until ``room`` is used up, then answers as a full ResourceQuota does."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.posts = 0
+
+    async def ensure(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.posts += 1
+        await asyncio.sleep(0.001)
+        if self.posts > self.room:
+            raise pykube.exceptions.HTTPError(403, "jobs.batch is forbidden: exceeded quota: jobs")
+        return manifest
+
+
+def _job_manifest(i: int) -> dict[str, Any]:
+    return {"metadata": {"name": f"r-s{i}", "labels": {"orchest.io/step": f"s{i}"}}}
+
+
+async def test_a_refusing_server_gets_a_window_of_creates_not_one_per_step() -> None:
+    api = _RefusingApi(room=10)
+    ctl = RunController(
+        api=api,  # type: ignore[arg-type]
+        options=JobOptions(default_image="x"),
+        jobs=lambda _k: (),
+        pods=lambda _k: (),
+    )
+    manifests = [_job_manifest(i) for i in range(500)]
+    ctl._in_flight[("ns", "r")] = {m["metadata"]["name"] for m in manifests}
+    with pytest.raises(pykube.exceptions.HTTPError, match="exceeded quota"):
+        await ctl._create_all(("ns", "r"), manifests)
+    assert api.posts <= 10 + 2 * run_controller._CREATE_WINDOW, "the pass is retried with backoff instead"
+    assert len(ctl._in_flight[("ns", "r")]) == api.posts, "the Jobs not sent are not in flight"
+
+
+async def test_all_of_a_passs_jobs_are_created_when_none_is_refused() -> None:
+    api = _RefusingApi(room=1000)
+    ctl = RunController(
+        api=api,  # type: ignore[arg-type]
+        options=JobOptions(default_image="x"),
+        jobs=lambda _k: (),
+        pods=lambda _k: (),
+    )
+    await ctl._create_all(("ns", "r"), [_job_manifest(i) for i in range(300)])
+    assert api.posts == 300
