@@ -33,7 +33,15 @@ from orchest_operator.coalesce import Coalescer
 from orchest_operator.dag import Dag
 from orchest_operator.models import ConcurrencyPolicy, PipelineRunStatus, RunPhase
 from orchest_operator.observe import JobView, PodView
-from orchest_operator.runs import Actions, Inputs, Observed, current_status, parse_time, reconcile
+from orchest_operator.runs import (
+    Actions,
+    Inputs,
+    Observed,
+    current_status,
+    lost_steps,
+    parse_time,
+    reconcile,
+)
 
 RunKey = tuple[str, str]  # (namespace, run name)
 PipelineKey = tuple[str, str]  # (namespace, pipeline name)
@@ -159,7 +167,11 @@ class RunController:
         admitting = status.start_time is None and not status.phase.finished
         lock = self._admission.setdefault((namespace, pipeline_name), asyncio.Lock())
         async with lock if admitting else contextlib.nullcontext():
-            actions = await self._decide(run, key, status)
+            decided = await self._decide(run, key, status)
+            if decided is None:  # the run's own read shows it being deleted
+                self.run_deleted(namespace, name, pipeline_name)
+                return
+            run, status, actions = decided
             if not await self._apply(run, key, actions, poked):
                 return  # decided from a stale run: the pass it poked decides again
         if actions.phase.finished:
@@ -187,7 +199,11 @@ class RunController:
             self._parsed[key] = (version, status)
         return status
 
-    async def _decide(self, run: dict[str, Any], key: RunKey, status: PipelineRunStatus) -> Actions:
+    async def _decide(
+        self, run: dict[str, Any], key: RunKey, status: PipelineRunStatus
+    ) -> tuple[dict[str, Any], PipelineRunStatus, Actions] | None:
+        """The pass's actions, with the run and status they were decided from: the run as read here when
+        a step's Job is gone (``_confirmed``). ``None`` when that read shows the run being deleted."""
         namespace = key[0]
         spec = run["spec"]
         pipeline = earlier = None
@@ -197,13 +213,29 @@ class RunController:
         if status.snapshot is None and spec.get("rerunOf"):
             earlier = await self.api.get(kube.PipelineRun, namespace, spec["rerunOf"])
         admission = await self._admission_of(run, pipeline, status) if not_started else queue.Admission()
+        confirmed: set[str] = set()
+        while True:
+            jobs = list(self.jobs(key))
+            # A created Job stops being "in flight" once the index shows it as this run's: by uid, since a
+            # deleted run's Job of the same name may still come and go in the watch stream.
+            uid = run["metadata"].get("uid")
+            in_flight = self._in_flight.get(key, set())
+            in_flight -= {j.name for j in jobs if j.owner_uid == uid and not j.deleting}
+            # A running step's Job is gone: failing the step may start the next one, so first read the
+            # run itself. The watch-cached run lags: the garbage collector deletes a run's Jobs as soon as
+            # the run is deleted in the foreground, and their events may be handled before the run's.
+            # The read comes after the Jobs went, so it shows the deletion that made them go.
+            lost = lost_steps(status, Observed(jobs={j.step: j for j in jobs}, in_flight=in_flight), uid)
+            if lost <= confirmed:
+                break
+            confirmed |= lost
+            fresh = await self.api.get(kube.PipelineRun, namespace, key[1])
+            if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+                return None
+            if self._latest.get(key) is run:
+                self._latest[key] = fresh
+            run, status = fresh, self._status_of(key, fresh)
         cached = self._dags.get(key)
-        jobs = list(self.jobs(key))
-        # A created Job stops being "in flight" once the index shows it as this run's: by uid, since a
-        # deleted run's Job of the same name may still come and go in the watch stream.
-        uid = run["metadata"].get("uid")
-        in_flight = self._in_flight.get(key, set())
-        in_flight -= {j.name for j in jobs if j.owner_uid == uid and not j.deleting}
         actions = reconcile(
             Inputs(
                 run=run,
@@ -231,7 +263,7 @@ class RunController:
         )
         if actions.dag is not None and uid:
             self._dags[key] = (uid, actions.dag)
-        return actions
+        return run, status, actions
 
     async def _admission_of(
         self, run: dict[str, Any], pipeline: dict[str, Any] | None, status: PipelineRunStatus
@@ -293,11 +325,17 @@ class RunController:
         except pykube.exceptions.HTTPError as err:
             message = str(err)
             if kube.status_code(err) not in _PERMANENT or "exceeded quota" in message:
+                self._in_flight.get(key, set()).discard(job)  # the retried pass creates it again
                 raise
             self._rejected.setdefault(key, {})[step] = message
             self._in_flight.get(key, set()).discard(job)
             self.poke(*key)  # record the failure in the next pass
             return
+        except BaseException:
+            # Not known to exist (a connection lost, a timeout): the retried pass creates it again (a
+            # POST that did land meets its own Job, 409). While in flight the step counts as started.
+            self._in_flight.get(key, set()).discard(job)
+            raise
         self._blocked.get(key, {}).pop(step, None)
 
     async def _apply(self, run: dict[str, Any], key: RunKey, actions: Actions, poked: float | None) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from orchest_operator import naming
 from orchest_operator.builders.job import WORKSPACE_STEP, JobOptions, step_job, workspace_job
 from orchest_operator.builders.plan import plan_job
 from orchest_operator.cache.runplan import PLAN_STEP, decode, wants_plan
@@ -380,12 +381,32 @@ def _waiting(
     )
 
 
+def own_jobs(jobs: Mapping[str, JobView], run_uid: str | None) -> dict[str, JobView]:
+    """The Jobs that count for a run: owned by this very run (by uid) and not being deleted."""
+    return {s: j for s, j in jobs.items() if j.owner_uid == run_uid and not j.deleting}
+
+
+def lost_steps(status: PipelineRunStatus, observed: Observed, run_uid: str | None) -> set[str]:
+    """The steps recorded as running whose Job is gone (neither indexed as the run's nor in flight).
+
+    A pass that finds one fails the step and may start the next, so the controller first reads the run
+    itself: the Jobs of a run deleted in the foreground go before the run's own deletion reaches the
+    watch, and a run being deleted must start nothing."""
+    jobs = own_jobs(observed.jobs, run_uid)
+    return {
+        name
+        for name, rec in status.steps.items()
+        if rec.phase is StepPhase.RUNNING and name not in jobs and rec.job_name not in observed.in_flight
+    }
+
+
 def _observe(
     status: PipelineRunStatus,
     observed: Observed,
     run_uid: str | None,
     clock: _Clock,
     *,
+    run_name: str,
     stopping: bool,
     step_events: bool,
 ) -> _Fold:
@@ -393,9 +414,12 @@ def _observe(
 
     Only Jobs owned by this very run count (by uid): a run deleted and recreated under the same name
     must not inherit the old run's Jobs while the garbage collector is still removing them. When the run
-    is ``stopping`` (cancel or deadline), a missing Job is one this operator already deleted.
+    is ``stopping`` (cancel or deadline), a missing Job is one this operator already deleted. A step
+    whose Job is in flight runs, whatever the status says: the status may be older than the pass that
+    created the Job (a watch event that came in while that pass wrote), and the step must not get a
+    second create.
     """
-    jobs = {s: j for s, j in observed.jobs.items() if j.owner_uid == run_uid and not j.deleting}
+    jobs = own_jobs(observed.jobs, run_uid)
     pods_by_step: dict[str, list[PodView]] = {}
     for pod in observed.pods:
         pods_by_step.setdefault(pod.step, []).append(pod)
@@ -448,6 +472,19 @@ def _observe(
             elif step_events:
                 took = _duration(new.start_time, new.completion_time)
                 fold.events.append(Event("Normal", "StepSucceeded", f"step {name} succeeded{took}"))
+        elif (
+            observed.in_flight
+            and rec.phase is not StepPhase.RUNNING
+            and (in_flight := naming.job_name(run_name, name)) in observed.in_flight
+        ):
+            new = rec.model_copy(
+                update={
+                    "phase": StepPhase.RUNNING,
+                    "job_name": in_flight,
+                    "start_time": rec.start_time or timestamp(clock.now),
+                    "attempts": 1,
+                }
+            )
         elif rec.phase is StepPhase.RUNNING and rec.job_name not in observed.in_flight and not stopping:
             # Recorded as started, but its Job is gone (deleted by hand): never start a step twice.
             new = rec.model_copy(
@@ -704,6 +741,7 @@ def reconcile(inputs: Inputs) -> Actions:
         inputs.observed,
         run["metadata"].get("uid"),
         clock,
+        run_name=run["metadata"]["name"],
         stopping=spec.cancel or overdue,
         step_events=step_events,
     )

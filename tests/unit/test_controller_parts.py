@@ -200,9 +200,9 @@ async def test_a_pass_whose_write_is_refused_settles_nothing(monkeypatch: pytest
     ctl = _controller(monkeypatch, api)
     decided: list[str] = []
 
-    async def decide(run: dict[str, Any], _key: RunKey, _status: object) -> Actions:
+    async def decide(run: dict[str, Any], _key: RunKey, status: Any) -> tuple[Any, Any, Actions]:
         decided.append(run["metadata"]["resourceVersion"])
-        return Actions(status={**(run.get("status") or {}), "phase": "Cancelled"})
+        return run, status, Actions(status={**(run.get("status") or {}), "phase": "Cancelled"})
 
     monkeypatch.setattr(ctl, "_decide", decide)
     ctl._latest[("ns", "r")] = copy.deepcopy(run)  # the stale read: version 5, no status yet
@@ -242,12 +242,14 @@ class _RefusingApi:
     def __init__(self, room: int) -> None:
         self.room = room
         self.posts = 0
+        self.created: set[str] = set()
 
     async def ensure(self, manifest: dict[str, Any]) -> dict[str, Any]:
         self.posts += 1
         await asyncio.sleep(0.001)
         if self.posts > self.room:
             raise pykube.exceptions.HTTPError(403, "jobs.batch is forbidden: exceeded quota: jobs")
+        self.created.add(manifest["metadata"]["name"])
         return manifest
 
 
@@ -268,7 +270,9 @@ async def test_a_refusing_server_gets_a_window_of_creates_not_one_per_step() -> 
     with pytest.raises(pykube.exceptions.HTTPError, match="exceeded quota"):
         await ctl._create_all(("ns", "r"), manifests)
     assert api.posts <= 10 + 2 * run_controller._CREATE_WINDOW, "the pass is retried with backoff instead"
-    assert len(ctl._in_flight[("ns", "r")]) == api.posts, "the Jobs not sent are not in flight"
+    # An in-flight Job's step counts as started: the Jobs refused or not sent are not in flight, so the
+    # retried pass creates them.
+    assert ctl._in_flight[("ns", "r")] == api.created, "only the Jobs created are in flight"
 
 
 async def test_all_of_a_passs_jobs_are_created_when_none_is_refused() -> None:
@@ -281,3 +285,84 @@ async def test_all_of_a_passs_jobs_are_created_when_none_is_refused() -> None:
     )
     await ctl._create_all(("ns", "r"), [_job_manifest(i) for i in range(300)])
     assert api.posts == 300
+
+
+class _DeletingApi(_Api):
+    """The server's side of a foreground deletion: the run has its deletionTimestamp, its Job is gone."""
+
+    def __init__(self, run: dict[str, Any]) -> None:
+        super().__init__(run)
+        self.gets = 0
+        self.posts: list[str] = []
+
+    async def get(self, _cls: object, _ns: str, _name: str) -> dict[str, Any]:
+        self.gets += 1
+        return copy.deepcopy(self.run)
+
+    async def ensure(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.posts.append(manifest["metadata"]["labels"]["orchest.io/step"])
+        return manifest
+
+
+def _running_wide_run() -> dict[str, Any]:
+    """A run of two independent steps, one at a time, failures continuing: step a runs (as the watch
+    last showed the run), b waits for a's slot."""
+    from datetime import UTC, datetime
+
+    from orchest_operator.runs import Inputs, Observed, reconcile
+
+    run = {
+        "apiVersion": "orchest.io/v1alpha1",
+        "kind": "PipelineRun",
+        "metadata": {"name": "r", "namespace": "ns", "uid": "u1", "generation": 1, "resourceVersion": "5"},
+        "spec": {"pipelineRef": {"name": "p"}, "parallelism": 1, "failurePolicy": "Continue"},
+    }
+    pipe = {
+        "apiVersion": "orchest.io/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": "p"},
+        "spec": {
+            "volume": {"claimName": "d"},
+            "steps": [{"name": "a", "file": "a.py"}, {"name": "b", "file": "b.py"}],
+        },
+    }
+    first = reconcile(
+        Inputs(
+            run=run,
+            pipeline=pipe,
+            observed=Observed(),
+            now=datetime.now(UTC),
+            options=JobOptions(default_image="x"),
+        )
+    )
+    assert [m["metadata"]["labels"]["orchest.io/step"] for m in first.create] == ["a"]
+    return {**run, "status": first.status}
+
+
+@pytest.mark.parametrize("deleting", [False, True])
+async def test_a_pass_that_finds_a_job_gone_reads_the_run_and_starts_nothing_if_it_is_being_deleted(
+    monkeypatch: pytest.MonkeyPatch, deleting: bool
+) -> None:
+    """kubectl delete --cascade=foreground: the garbage collector deletes a run's Jobs once the run has its
+    deletionTimestamp, but the Job's DELETED event may be handled before the run's own event. Decided
+    from the watch-cached run, step a's Job "disappeared": a fails and, failures continuing, b starts."""
+    cached = _running_wide_run()
+    api = _DeletingApi(cached)
+    api.bump()
+    if deleting:
+        api.run["metadata"]["deletionTimestamp"] = "2026-12-06T00:00:00Z"
+    ctl = _controller(monkeypatch, api)  # its Job index is empty: a's Job is gone
+    synced: list[tuple[str, str]] = []
+    monkeypatch.setattr(ctl, "sync_pipeline", lambda ns, pipeline: synced.append((ns, pipeline)))
+    monkeypatch.setattr(run_controller.kopf, "event", lambda *_a, **_k: None)
+    key = ("ns", "r")
+    ctl._latest[key] = copy.deepcopy(cached)
+    await ctl._reconcile(key, None)
+    assert api.gets == 1, "the run itself was read before failing the step"
+    if deleting:
+        assert api.posts == [], "a run being deleted starts no new Job"
+        assert key not in ctl._latest and synced == [("ns", "p")]
+    else:
+        assert api.posts == ["b"], "a run not being deleted goes on: a failed, b starts"
+        assert api.run["status"]["steps"]["a"]["phase"] == "Failed"
+    await ctl._runs.close()

@@ -15,7 +15,7 @@ from orchest_operator.facts import Reason
 from orchest_operator.models import PipelineRunStatus
 from orchest_operator.naming import job_name
 from orchest_operator.observe import JobView, PodView
-from orchest_operator.runs import Actions, Inputs, Observed, reconcile
+from orchest_operator.runs import Actions, Inputs, Observed, lost_steps, reconcile
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 OPTIONS = JobOptions(default_image="runner:1")
@@ -408,6 +408,39 @@ def test_vanished_job_fails_the_step_instead_of_running_it_twice() -> None:
     assert world.phases()["a"] == "Failed"
     assert "disappeared" in (world.status.steps["a"].message or "")
     assert world.created == ["a"]
+
+
+def test_a_stale_status_never_starts_a_step_whose_job_is_in_flight() -> None:
+    """The watch may bring the run as it was before the pass that created a Job wrote its status (an
+    edit made meanwhile), while the Job itself is only "in flight" (its ADDED event dropped as an echo,
+    none other yet). Deciding from that run must not create the Job a second time."""
+    world = World(new_run())
+    stale = copy.deepcopy(world.run)  # before the first pass's status
+    first = world.step()
+    assert world.created == ["a"]
+    in_flight = {m["metadata"]["name"] for m in first.create}
+    again = reconcile(
+        Inputs(
+            run=stale,
+            pipeline=world.pipeline,
+            observed=Observed(in_flight=in_flight),
+            now=world.now,
+            options=OPTIONS,
+        )
+    )
+    assert again.create == []
+    assert again.status["steps"]["a"]["phase"] == "Running"
+    assert again.status["steps"]["a"]["jobName"] == job_name("r1", "a")
+
+
+def test_a_running_step_whose_job_is_gone_is_lost_unless_in_flight() -> None:
+    world = World(new_run())
+    world.step()
+    status = world.status
+    assert lost_steps(status, Observed(jobs=dict(world.jobs)), "uid-1") == set()
+    assert lost_steps(status, Observed(), "uid-1") == {"a"}
+    assert lost_steps(status, Observed(in_flight={job_name("r1", "a")}), "uid-1") == set()
+    assert lost_steps(status, Observed(jobs=dict(world.jobs)), "another-uid") == {"a"}
 
 
 def test_rerun_reuses_succeeded_steps_and_reruns_failed_ones_with_descendants() -> None:
