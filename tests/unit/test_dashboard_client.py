@@ -4,7 +4,7 @@ each request (tokens rotate), errors with the API server's message, watch lines,
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pykube
@@ -104,9 +104,10 @@ async def test_lists_watches_streams_and_errors(api: ApiClient) -> None:
     assert (error.value.status, error.value.message) == (404, 'pods "x" not found')
 
 
-def test_in_a_pod_the_service_account_is_read_on_every_request(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A pod's service account folder (token, namespace, CA), and no kubeconfig: the credentials' cache
+    is emptied around the test."""
     (tmp_path / "token").write_text("first\n")
     (tmp_path / "namespace").write_text("orchest-system")
     (tmp_path / "ca.crt").write_text("")
@@ -116,31 +117,27 @@ def test_in_a_pod_the_service_account_is_read_on_every_request(
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config either
     kube._credentials_for.cache_clear()
-    try:
-        configuration, namespace = client_module.load_configuration()
-        assert (configuration.server, namespace) == ("https://10.96.0.1:443", "orchest-system")
-        assert configuration.verify == str(tmp_path / "ca.crt")
-        assert _auth_headers(configuration) == {"authorization": "Bearer first"}
-        (tmp_path / "token").write_text("rotated")
-        assert _auth_headers(configuration) == {"authorization": "Bearer rotated"}
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
-        kube._credentials_for.cache_clear()
-        with pytest.raises(client_module.ConfigError, match="no cluster configured"):
-            client_module.load_configuration()
-    finally:
-        kube._credentials_for.cache_clear()
+    yield tmp_path
+    kube._credentials_for.cache_clear()
 
 
-def test_a_named_kubeconfig_and_context_are_read_even_in_a_pod(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_in_a_pod_the_service_account_is_read_on_every_request(
+    pod: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "token").write_text("pod")
-    (tmp_path / "namespace").write_text("orchest-system")
-    (tmp_path / "ca.crt").write_text("")
-    monkeypatch.setattr(kube, "SERVICE_ACCOUNT", tmp_path)
-    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
-    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
-    config = tmp_path / "config"
+    configuration, namespace = client_module.load_configuration()
+    assert (configuration.server, namespace) == ("https://10.96.0.1:443", "orchest-system")
+    assert configuration.verify == str(pod / "ca.crt")
+    assert _auth_headers(configuration) == {"authorization": "Bearer first"}
+    (pod / "token").write_text("rotated")
+    assert _auth_headers(configuration) == {"authorization": "Bearer rotated"}
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    kube._credentials_for.cache_clear()
+    with pytest.raises(client_module.ConfigError, match="no cluster configured"):
+        client_module.load_configuration()
+
+
+def test_a_named_kubeconfig_and_context_are_read_even_in_a_pod(pod: Path) -> None:
+    config = pod / "config"
     config.write_text(
         """
 clusters: [{name: a, cluster: {server: "https://a:6443"}}, {name: b, cluster: {server: "https://b:6443"}}]
@@ -151,22 +148,18 @@ contexts:
 current-context: a
 """
     )
+    credentials, namespace = client_module.load_configuration(str(config))
+    assert (credentials.server, namespace, credentials.token_file) == ("https://a:6443", "default", None)
+    credentials, namespace = client_module.load_configuration(str(config), "b")
+    assert (credentials.server, namespace) == ("https://b:6443", "team")
+    with pytest.raises(client_module.ConfigError, match="context 'c' is not in"):
+        client_module.load_configuration(str(config), "c")
+    with pytest.raises(client_module.ConfigError, match="not found"):
+        client_module.load_configuration(str(pod / "missing"))
+    config.write_text(config.read_text().replace("{token: t}", "{auth-provider: {name: gcp, config: {}}}"))
     kube._credentials_for.cache_clear()
-    try:
-        credentials, namespace = client_module.load_configuration(str(config))
-        assert (credentials.server, namespace, credentials.token_file) == ("https://a:6443", "default", None)
-        credentials, namespace = client_module.load_configuration(str(config), "b")
-        assert (credentials.server, namespace) == ("https://b:6443", "team")
-        with pytest.raises(client_module.ConfigError, match="context 'c' is not in"):
-            client_module.load_configuration(str(config), "c")
-        with pytest.raises(client_module.ConfigError, match="not found"):
-            client_module.load_configuration(str(tmp_path / "missing"))
-        config.write_text(config.read_text().replace("{token: t}", "{auth-provider: {name: gcp, config: {}}}"))
-        kube._credentials_for.cache_clear()
-        with pytest.raises(client_module.ConfigError, match="exec plugin"):
-            client_module.load_configuration(str(config))
-    finally:
-        kube._credentials_for.cache_clear()
+    with pytest.raises(client_module.ConfigError, match="exec plugin"):
+        client_module.load_configuration(str(config))
 
 
 def test_the_dashboard_imports_only_what_the_operator_image_installs() -> None:
