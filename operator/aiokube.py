@@ -10,9 +10,10 @@ place that knows the kubeconfig, the rotating in-cluster token, the CA bundle an
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import ssl
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -57,19 +58,7 @@ class APIClient:
         self._ssl: ssl.SSLContext | bool = True
 
     def _open(self) -> aiohttp.ClientSession:
-        creds = self.credentials
-        verify = creds.verify
-        if verify is False:
-            self._ssl = False
-        else:
-            bundle = verify if isinstance(verify, str) else None
-            in_dir = bundle is not None and os.path.isdir(bundle)  # requests takes a directory too
-            context = ssl.create_default_context(
-                cafile=None if in_dir else bundle, capath=bundle if in_dir else None
-            )
-            if creds.cert is not None:
-                context.load_cert_chain(*creds.cert)
-            self._ssl = context
+        self._ssl = self.credentials.ssl_context()
         connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl)
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -94,9 +83,33 @@ class APIClient:
         params: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         """``(status, parsed JSON body or None)``; any status comes back, refusals are the caller's."""
+        data = None if body is None else kube._body(body).encode()
+        async with self.open(
+            method, url_path, data=data, content_type=content_type, params=params
+        ) as response:
+            status, payload = response.status, await response.read()
+        try:
+            parsed = json.loads(payload) if payload else None
+        except ValueError:
+            parsed = payload.decode(errors="replace")
+        return status, parsed
+
+    @contextlib.asynccontextmanager
+    async def open(
+        self,
+        method: str,
+        url_path: str,
+        *,
+        data: bytes | None = None,
+        content_type: str = _JSON,
+        params: Mapping[str, str] | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The response to one request, its body not read yet (a watch, a followed log): sent with the
+        credentials' Authorization header, and once more with a new one after a 401 to a stale exec token."""
         session = self._session or self._open()
         creds = self.credentials
-        data = None if body is None else kube._body(body).encode()
+        options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         for attempt in range(2):
             headers = {"Content-Type": content_type} if data is not None else {}
             header = creds.authorization()
@@ -110,16 +123,12 @@ class APIClient:
                 params=params,
                 proxy=creds.proxy,
                 server_hostname=creds.tls_server_name,
+                **options,
             ) as response:
-                status, payload = response.status, await response.read()
-            if status == 401 and attempt == 0 and header is not None and creds.expire():
-                continue  # an exec plugin's token the server no longer takes: get a new one, once
-            break
-        try:
-            parsed = json.loads(payload) if payload else None
-        except ValueError:
-            parsed = payload.decode(errors="replace")
-        return status, parsed
+                if response.status == 401 and attempt == 0 and header is not None and creds.expire():
+                    continue  # an exec plugin's token the server no longer takes: get a new one, once
+                yield response
+                return
 
     @staticmethod
     def _checked(status: int, parsed: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import base64
 import functools
 import json
 import os
+import ssl
 import subprocess
 import tempfile
 import time
@@ -71,9 +72,13 @@ def client() -> pykube.HTTPClient:
     return _client_for(os.environ.get("KUBECONFIG"))
 
 
-def credentials() -> Credentials:
-    """How to reach and log in to the configured cluster; shared by this client and ``aiokube``'s."""
-    return _credentials_for(os.environ.get("KUBECONFIG"))
+def credentials(kubeconfig: str | None = None, context: str | None = None) -> Credentials:
+    """How to reach and log in to the configured cluster; shared by this client, ``aiokube``'s and the
+    dashboard's. A kubeconfig file or context named (``--kubeconfig``, ``--context``) is read even in a
+    pod; otherwise the pod's service account comes first, then ``KUBECONFIG`` or ``~/.kube/config``."""
+    if kubeconfig is None and context is None:
+        return _credentials_for(os.environ.get("KUBECONFIG"))
+    return _credentials_for(kubeconfig or os.environ.get("KUBECONFIG"), context, in_cluster=False)
 
 
 # Enough pooled connections for the controller's Job creates plus the handlers' own calls; requests'
@@ -154,6 +159,21 @@ class Credentials:
         """The proxy for the API server, resolved once from the environment (``NO_PROXY`` included)."""
         return self.proxies.get(self.server.split(":", 1)[0])
 
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """TLS for an asyncio client (aiohttp): ``False`` when the kubeconfig skips verification, else a
+        context trusting the same CA bundle (a file or, as requests allows, a directory) with the client
+        certificate, if any. Built when the session opens: an exec plugin's certificate comes later."""
+        if self.verify is False:
+            return False
+        bundle = self.verify if isinstance(self.verify, str) else None
+        in_dir = bundle is not None and os.path.isdir(bundle)
+        context = ssl.create_default_context(
+            cafile=None if in_dir else bundle, capath=bundle if in_dir else None
+        )
+        if self.cert is not None:
+            context.load_cert_chain(*self.cert)
+        return context
+
     def authorization(self) -> str | None:
         """The Authorization header to send now, or ``None`` (client certificate, or an auth-provider)."""
         user = self.config.user
@@ -231,15 +251,22 @@ class CredentialsAdapter(pykube.http.KubernetesHTTPAdapter):
 
 
 @functools.cache
-def _credentials_for(kubeconfig: str | None) -> Credentials:
+def _credentials_for(
+    kubeconfig: str | None, context: str | None = None, *, in_cluster: bool = True
+) -> Credentials:
     # As pykube's ``KubeConfig.from_env``: the pod's service account if there is one, else the kubeconfig.
-    token_file = None
-    try:
-        config = pykube.KubeConfig.from_service_account(str(SERVICE_ACCOUNT))
-    except FileNotFoundError:
-        config = pykube.KubeConfig.from_file()
-    else:
-        token_file = TokenFile(SERVICE_ACCOUNT / "token", config.user.get("token"))
+    token_file, config = None, None
+    if in_cluster:
+        try:
+            config = pykube.KubeConfig.from_service_account(str(SERVICE_ACCOUNT))
+        except (FileNotFoundError, KeyError):  # no token file, or no KUBERNETES_SERVICE_HOST: not a pod
+            pass
+        else:
+            token_file = TokenFile(SERVICE_ACCOUNT / "token", config.user.get("token"))
+    if config is None:
+        config = pykube.KubeConfig.from_file(kubeconfig, current_context=context)
+        if context is not None and context not in config.contexts:
+            raise pykube.exceptions.PyKubeError(f"context {context!r} is not in {config.filepath}")
     # requests reads the proxy and CA bundle variables and looks for ~/.netrc on every request (a quarter
     # of its time per request). The environment does not change while the process runs: resolve them
     # once for the API server, with requests' own rules, and read no netrc (kubectl reads none).

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     def ready(url: str) -> None:
         scope = "all namespaces" if namespaces is None else ", ".join(namespaces)
-        print(f"orchest dashboard of {scope} on {configuration.host}: {url}", flush=True)
+        print(f"orchest dashboard of {scope} on {configuration.server}: {url}", flush=True)
 
     async def main() -> None:
         async with ApiClient(configuration) as client:

@@ -1,18 +1,36 @@
-"""The dashboard's API client: credentials from the official client's configuration, asked for before
+"""The dashboard's API client: credentials from the operator's ``kube.Credentials``, asked for before
 each request (tokens rotate), errors with the API server's message, watch lines, and streamed text."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import pykube
 import pytest
 from aiohttp import web
-from kubernetes import client as kube
 
+from orchest_operator import kube
 from orchest_operator.dashboard import client as client_module
-from orchest_operator.dashboard.client import ApiClient, ApiError, Resource, auth_headers, ssl_context
+from orchest_operator.dashboard.client import ApiClient, ApiError, Resource
+
+
+def _credentials(server: str, **cluster: object) -> kube.Credentials:
+    return kube.Credentials(
+        pykube.KubeConfig(
+            {
+                "clusters": [{"name": "c", "cluster": {"server": server, **cluster}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u", "namespace": "team"}}],
+                "current-context": "c",
+            }
+        )
+    )
+
+
+def _auth_headers(credentials: kube.Credentials) -> dict[str, str]:
+    return {"authorization": credentials.authorization() or ""}
 
 
 def test_resource_paths() -> None:
@@ -21,15 +39,14 @@ def test_resource_paths() -> None:
     assert runs.path("a") == "/apis/orchest.io/v1alpha1/namespaces/a/pipelineruns"
 
 
-def test_credentials_come_from_the_configuration_each_time() -> None:
-    configuration = kube.Configuration()
-    tokens = iter(["Bearer one", "Bearer two"])
-    configuration.refresh_api_key_hook = lambda c: c.api_key.update(authorization=next(tokens))
-    configuration.api_key = {"authorization": "unused"}
-    assert auth_headers(configuration) == {"authorization": "Bearer one"}
-    assert auth_headers(configuration) == {"authorization": "Bearer two"}
-    configuration.verify_ssl = False
-    assert ssl_context(configuration) is False
+def test_credentials_come_from_the_configuration_each_time(tmp_path: Path) -> None:
+    credentials = _credentials("https://h:6443", **{"insecure-skip-tls-verify": True})
+    credentials.token_file = kube.TokenFile(tmp_path / "token")
+    (tmp_path / "token").write_text("one")
+    assert _auth_headers(credentials) == {"authorization": "Bearer one"}
+    (tmp_path / "token").write_text("two!")
+    assert _auth_headers(credentials) == {"authorization": "Bearer two!"}
+    assert credentials.ssl_context() is False
 
 
 @pytest.fixture
@@ -67,10 +84,8 @@ async def api() -> AsyncIterator[ApiClient]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
-    configuration = kube.Configuration(host=f"http://{host}:{port}")
-    configuration.api_key = {"authorization": "Bearer t"}
     try:
-        async with ApiClient(configuration) as client:
+        async with ApiClient(_credentials(f"http://{host}:{port}")) as client:
             client.seen = seen  # type: ignore[attr-defined]
             yield client
     finally:
@@ -89,24 +104,62 @@ async def test_lists_watches_streams_and_errors(api: ApiClient) -> None:
     assert (error.value.status, error.value.message) == (404, 'pods "x" not found')
 
 
-def test_in_a_pod_the_service_account_is_read_on_every_request(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A pod's service account folder (token, namespace, CA), and no kubeconfig: the credentials' cache
+    is emptied around the test."""
     (tmp_path / "token").write_text("first\n")
     (tmp_path / "namespace").write_text("orchest-system")
-    monkeypatch.setattr(client_module, "SERVICE_ACCOUNT", tmp_path)
+    (tmp_path / "ca.crt").write_text("")
+    monkeypatch.setattr(kube, "SERVICE_ACCOUNT", tmp_path)
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config either
+    kube._credentials_for.cache_clear()
+    yield tmp_path
+    kube._credentials_for.cache_clear()
+
+
+def test_in_a_pod_the_service_account_is_read_on_every_request(
+    pod: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     configuration, namespace = client_module.load_configuration()
-    assert (configuration.host, namespace) == ("https://10.96.0.1:443", "orchest-system")
-    configuration.folder = tmp_path
-    assert configuration.ssl_ca_cert == str(tmp_path / "ca.crt")
-    assert auth_headers(configuration) == {"authorization": "Bearer first"}
-    (tmp_path / "token").write_text("rotated")
-    assert auth_headers(configuration) == {"authorization": "Bearer rotated"}
+    assert (configuration.server, namespace) == ("https://10.96.0.1:443", "orchest-system")
+    assert configuration.verify == str(pod / "ca.crt")
+    assert _auth_headers(configuration) == {"authorization": "Bearer first"}
+    (pod / "token").write_text("rotated")
+    assert _auth_headers(configuration) == {"authorization": "Bearer rotated"}
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
-    assert client_module.in_cluster() is None
+    kube._credentials_for.cache_clear()
+    with pytest.raises(client_module.ConfigError, match="no cluster configured"):
+        client_module.load_configuration()
+
+
+def test_a_named_kubeconfig_and_context_are_read_even_in_a_pod(pod: Path) -> None:
+    config = pod / "config"
+    config.write_text(
+        """
+clusters: [{name: a, cluster: {server: "https://a:6443"}}, {name: b, cluster: {server: "https://b:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts:
+- {name: a, context: {cluster: a, user: u}}
+- {name: b, context: {cluster: b, user: u, namespace: team}}
+current-context: a
+"""
+    )
+    credentials, namespace = client_module.load_configuration(str(config))
+    assert (credentials.server, namespace, credentials.token_file) == ("https://a:6443", "default", None)
+    credentials, namespace = client_module.load_configuration(str(config), "b")
+    assert (credentials.server, namespace) == ("https://b:6443", "team")
+    with pytest.raises(client_module.ConfigError, match="context 'c' is not in"):
+        client_module.load_configuration(str(config), "c")
+    with pytest.raises(client_module.ConfigError, match="not found"):
+        client_module.load_configuration(str(pod / "missing"))
+    config.write_text(config.read_text().replace("{token: t}", "{auth-provider: {name: gcp, config: {}}}"))
+    kube._credentials_for.cache_clear()
+    with pytest.raises(client_module.ConfigError, match="exec plugin"):
+        client_module.load_configuration(str(config))
 
 
 def test_the_dashboard_imports_only_what_the_operator_image_installs() -> None:
