@@ -62,10 +62,12 @@ async def test_the_image_runs_a_diamond_as_the_operator(
     cluster: Cluster, fake_kubelet, tmp_path: Path
 ) -> None:
     pod, container = operator_container()
-    # Host networking makes the pod's ports this machine's: move them to free loopback ports, nothing else.
+    # Host networking makes the pod's ports this machine's: move them to free loopback ports. A pod reads
+    # the Lease's namespace from its service account, which this container has none of: name it.
     health, metrics = free_port(), free_port()
     args = [arg.replace("0.0.0.0:8080/", f"127.0.0.1:{health}/") for arg in container["args"]]
     args[args.index("--metrics-port") + 1] = str(metrics)
+    args.append("--leader-elect-resource-namespace=orchest-system")
     kubeconfig = tmp_path / "operator-kubeconfig"
     shutil.copy(cluster.kubeconfig, kubeconfig)
     kubeconfig.chmod(0o644)
