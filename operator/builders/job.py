@@ -144,19 +144,35 @@ def step_job(
     }
     if options.priority_classes:
         pod_spec["priorityClassName"] = PRIORITY_CLASSES[Priority(priority)]
+    deadline = None if step.timeout_seconds is None else step.timeout_seconds + pending_timeout_seconds
+    return run_job(run, step.name, labels, annotations, pod_spec, retries=step.retries, deadline=deadline)
+
+
+def run_job(
+    run: dict[str, Any],
+    step: str,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    pod_spec: dict[str, Any],
+    *,
+    retries: int,
+    deadline: int | None = None,
+) -> dict[str, Any]:
+    """One pod's Job of ``run``, named for ``step`` and owned by the run: the step Jobs, the isolated
+    workspace's copy and the cache planner differ only in their pod, retries and deadline."""
     job_spec: dict[str, Any] = {
-        "backoffLimit": step.retries,
+        "backoffLimit": retries,
         "completions": 1,
         "parallelism": 1,
         "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
     }
-    if step.timeout_seconds is not None:
-        job_spec["activeDeadlineSeconds"] = step.timeout_seconds + pending_timeout_seconds
+    if deadline is not None:
+        job_spec["activeDeadlineSeconds"] = deadline
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": naming.job_name(run_name, step.name),
+            "name": naming.job_name(run["metadata"]["name"], step),
             "namespace": run["metadata"]["namespace"],
             "labels": labels,
             "annotations": annotations,
@@ -217,21 +233,5 @@ def workspace_job(
     }
     if options.priority_classes:
         pod_spec["priorityClassName"] = PRIORITY_CLASSES[Priority(priority)]
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": naming.job_name(run_name, WORKSPACE_STEP),
-            "namespace": run["metadata"]["namespace"],
-            "labels": labels,
-            "annotations": annotations,
-            "ownerReferences": [owner_reference(run)],
-        },
-        "spec": {
-            "backoffLimit": 1,
-            "completions": 1,
-            "parallelism": 1,
-            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
-            **({"activeDeadlineSeconds": deadline_seconds} if deadline_seconds else {}),
-        },
-    }
+    deadline = deadline_seconds or None
+    return run_job(run, WORKSPACE_STEP, labels, annotations, pod_spec, retries=1, deadline=deadline)

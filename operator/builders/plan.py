@@ -10,11 +10,10 @@ from typing import Any
 from orchest_operator import naming
 from orchest_operator.builders.common import (
     managed_labels,
-    owner_reference,
     restricted_container_security,
     restricted_pod_security,
 )
-from orchest_operator.builders.job import PROJECT_VOLUME, SCRATCH_VOLUME, JobOptions, step_labels
+from orchest_operator.builders.job import PROJECT_VOLUME, SCRATCH_VOLUME, JobOptions, run_job, step_labels
 from orchest_operator.cache.handoff import HANDOFF_LIMIT
 from orchest_operator.cache.runplan import PLAN_STEP
 from orchest_operator.models import PipelineRunSpec, PipelineSpec
@@ -116,23 +115,6 @@ def plan_job(
     run_name = run["metadata"]["name"]
     labels = step_labels(request.pipeline_ref.name, run_name, PLAN_STEP)
     annotations = {naming.ANNOTATION_RUN: run_name}
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": naming.job_name(run_name, PLAN_STEP),
-            "namespace": run["metadata"]["namespace"],
-            "labels": labels,
-            "annotations": annotations,
-            "ownerReferences": [owner_reference(run)],
-        },
-        "spec": {
-            # Counted from the Job's start, a pod that cannot be scheduled included: the steps wait for
-            # this Job, and a planning pod that never runs must not hold them longer.
-            "activeDeadlineSeconds": PLAN_DEADLINE_SECONDS,
-            "backoffLimit": 0,
-            "completions": 1,
-            "parallelism": 1,
-            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
-        },
-    }
+    # The deadline counts from the Job's start, a pod that cannot be scheduled included: the steps wait
+    # for this Job, and a planning pod that never runs must not hold them longer.
+    return run_job(run, PLAN_STEP, labels, annotations, pod_spec, retries=0, deadline=PLAN_DEADLINE_SECONDS)
