@@ -7,6 +7,7 @@ from the API server with them. Field names are camelCase on the wire and snake_c
 
 from __future__ import annotations
 
+import functools
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -214,8 +215,19 @@ class PipelineSpec(Model):
     overrides it). Off by default: a step with side effects outside its directory must not be skipped by
     surprise."""
 
+    @functools.cached_property
+    def _by_name(self) -> tuple[list[Step], dict[str, Step]]:
+        # Not a field: pydantic leaves cached properties out of dumps and comparisons.
+        return self.steps, {s.name: s for s in self.steps}
+
     def step(self, name: str) -> Step:
-        return next(s for s in self.steps if s.name == name)
+        """The step of that name (``KeyError`` if none). A fan-out pass looks up each of up to 1000 steps
+        several times, so the lookup is a dict, built on first use and again if ``steps`` was replaced."""
+        steps, index = self._by_name
+        if steps is not self.steps or len(index) != len(steps):
+            del self.__dict__["_by_name"]
+            steps, index = self._by_name
+        return index[name]
 
     def parameters_for(self, step: Step | str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """A step's parameters: pipeline ``parameters`` < step ``parameters`` < the run's overrides. A step

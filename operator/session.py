@@ -37,6 +37,9 @@ REASON_STARTING = "DeploymentsNotAvailable"
 REASON_READY = "DeploymentsAvailable"
 
 DEFAULT_KERNEL = Kernel(name="python")
+SPEC_FIELDS = ("session", "volume", "image")
+"""The parts of a Pipeline's spec a session is built from; an edit of anything else (its steps) leaves the
+session as it is."""
 _PATTERNS = {DNS1123_LABEL: "lowercase letters, digits and '-', starting and ending with a letter or digit"}
 
 
@@ -83,8 +86,8 @@ def _parse(model: type[M], raw: Any, prefix: str, problems: list[str]) -> M | No
 def plan(spec: Mapping[str, Any], settings: Settings) -> Plan:
     """Validate the parts of a Pipeline spec a session depends on and render its kernelspecs.
 
-    Only ``spec.session``, ``spec.volume`` and ``spec.image`` are read, so a broken step never hides a
-    session problem (the run handlers report those).
+    Only the ``SPEC_FIELDS`` are read, so a broken step never hides a session problem (the run handlers
+    report those).
     """
     problems: list[str] = []
     session = _parse(SessionSpec, spec.get("session") or {}, "spec.session", problems)

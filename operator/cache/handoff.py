@@ -61,8 +61,7 @@ def handoff(
     lookup: bool = True,
 ) -> Handoff | None:
     """The handoff for one step's pod, or None when the step does not cache."""
-    steps = {s.name: s for s in spec.steps}
-    if not spec.caches(steps[step]):
+    if not spec.caches(step):
         return None
-    needed = closure(lambda n: recipe(spec, steps[n], overrides, default_image=default_image), step)
+    needed = closure(lambda n: recipe(spec, spec.step(n), overrides, default_image=default_image), step)
     return Handoff(pipeline=pipeline, step=step, lookup=lookup, recipes=needed)

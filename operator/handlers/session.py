@@ -1,7 +1,8 @@
 """Interactive sessions of Pipelines: kopf glue around :mod:`orchest_operator.session`.
 
-* A spec change (and the operator's start) reconciles: ensure the objects, patch drifted ones, delete the
-  ones the configuration no longer has, or delete everything when the session is disabled.
+* A change of what the session is built from (and the operator's start) reconciles: ensure the objects,
+  patch drifted ones, delete the ones the configuration no longer has, or delete everything when the
+  session is disabled.
 * Events of the session Deployments move ``status.session`` to Ready (or back to Starting) at once.
 * A timer runs only while a session is Starting and fails it when it passed the timeout.
 
@@ -122,10 +123,12 @@ def reconcile(pipeline: Mapping[str, Any], *, restart_clock: bool) -> None:
 
 
 @kopf.on.create(*PIPELINES)
-@kopf.on.update(*PIPELINES, field="spec")
+@kopf.on.update(*PIPELINES)
 @kopf.on.resume(*PIPELINES)
 def session_changed(body: kopf.Body, reason: kopf.Reason, **_: Any) -> None:
-    """Reconcile; a created or edited session starts its timeout anew, an operator restart does not."""
+    """Reconcile; a created or edited session starts its timeout anew, an operator restart does not.
+    kopf's diff base of a Pipeline holds only the spec fields a session is built from (``watching``), so
+    an update is an edit of those, never of the steps."""
     reconcile(body, restart_clock=reason != kopf.Reason.RESUME)
 
 

@@ -19,6 +19,7 @@ from tests.support.operators import RunningOperator
 from tests.support.waiting import wait_for
 
 MODULE = "orchest_operator.handlers.session"
+WITH_SETTINGS = ["orchest_operator.handlers.startup"]  # the operator's kopf settings (its diff base)
 NS = "team-a"
 PIPELINES = "orchest.io/v1alpha1/pipelines"
 NAMES = SessionNames.of("demo")
@@ -89,7 +90,7 @@ def valid(obj: dict[str, Any]) -> None:
 async def test_enabling_creates_the_session_and_it_becomes_ready(
     cluster: Cluster, operator: Operator
 ) -> None:
-    await operator(MODULE)
+    await operator(MODULE, include=WITH_SETTINGS)
     await cluster.api.create(PIPELINES, pipeline())
 
     await wait_for(lambda: len(existing(cluster)) == len(SESSION_OBJECTS), message="every session object")
@@ -115,7 +116,7 @@ async def test_enabling_creates_the_session_and_it_becomes_ready(
 
 
 async def test_edits_update_objects_but_never_rotate_the_token(cluster: Cluster, operator: Operator) -> None:
-    running = await operator(MODULE)
+    running = await operator(MODULE, include=WITH_SETTINGS)
     await cluster.api.create(PIPELINES, pipeline(kernels=[{"name": "py"}, {"name": "r", "language": "R"}]))
     await wait_for(lambda: cluster.peek("v1/secrets", NAMES.token, NS))
     token = cluster.peek("v1/secrets", NAMES.token, NS)["data"]
@@ -137,14 +138,14 @@ async def test_edits_update_objects_but_never_rotate_the_token(cluster: Cluster,
 
     # a restarted operator resumes the Pipeline and keeps the token too
     await running.stop()
-    await operator(MODULE)
+    await operator(MODULE, include=WITH_SETTINGS)
     await make_available(cluster, NAMES.eg, NAMES.server)
     await wait_for(phase(cluster, "Ready"))
     assert cluster.peek("v1/secrets", NAMES.token, NS)["data"] == token
 
 
 async def test_disabling_removes_every_object_and_stops(cluster: Cluster, operator: Operator) -> None:
-    await operator(MODULE)
+    await operator(MODULE, include=WITH_SETTINGS)
     await cluster.api.create(PIPELINES, pipeline())
     await wait_for(lambda: len(existing(cluster)) == len(SESSION_OBJECTS))
 
@@ -157,7 +158,7 @@ async def test_disabling_removes_every_object_and_stops(cluster: Cluster, operat
 
 
 async def test_a_deleted_deployment_is_recreated(cluster: Cluster, operator: Operator) -> None:
-    await operator(MODULE)
+    await operator(MODULE, include=WITH_SETTINGS)
     await cluster.api.create(PIPELINES, pipeline())
     first = await wait_for(lambda: cluster.peek("apps/v1/deployments", NAMES.server, NS))
     await cluster.api.delete("apps/v1/deployments", NAMES.server, NS)
@@ -185,7 +186,7 @@ async def test_a_deleted_deployment_is_recreated(cluster: Cluster, operator: Ope
 async def test_an_invalid_kernel_is_a_clear_status_error(
     cluster: Cluster, operator: Operator, session: dict[str, Any], message: str
 ) -> None:
-    await operator(MODULE)
+    await operator(MODULE, include=WITH_SETTINGS)
     await cluster.api.create(PIPELINES, pipeline(**session))
     failed = await wait_for(phase(cluster, "Failed"))
     assert failed["reason"] == "InvalidSpec"
@@ -194,7 +195,7 @@ async def test_an_invalid_kernel_is_a_clear_status_error(
 
 
 async def test_docker_swarm_needs_the_users_secret(cluster: Cluster, operator: Operator) -> None:
-    await operator(MODULE)
+    await operator(MODULE, include=WITH_SETTINGS)
     swarm = {"processProxy": "DockerSwarm", "dockerHostSecret": "swarm"}
     await cluster.api.create(PIPELINES, pipeline(**swarm))
     failed = await wait_for(phase(cluster, "Failed"))
@@ -221,7 +222,7 @@ async def test_not_ready_within_the_timeout_fails(
     cluster: Cluster, operator: Operator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ORCHEST_SESSION_TIMEOUT_SECONDS", "1")
-    await operator(MODULE)
+    await operator(MODULE, include=WITH_SETTINGS)
     await cluster.api.create(PIPELINES, pipeline())
     await make_available_when_created(cluster, NAMES.eg)
 
@@ -238,3 +239,22 @@ async def test_not_ready_within_the_timeout_fails(
 async def make_available_when_created(cluster: Cluster, name: str) -> None:
     await wait_for(lambda: cluster.peek("apps/v1/deployments", name, NS))
     await make_available(cluster, name)
+
+
+async def test_a_step_edit_leaves_the_session_alone(cluster: Cluster, operator: Operator) -> None:
+    """kopf keeps only what the session is built from: adding a step is no session change (it used to
+    reconcile the session and restart a Starting session's clock), and the annotation holds no steps."""
+    running = await operator(MODULE, include=WITH_SETTINGS)
+    await cluster.api.create(PIPELINES, pipeline())
+    await wait_for(phase(cluster, "Starting"))
+    steps = [{"name": "a", "file": "a.py"}, {"name": "b", "file": "b.py", "dependsOn": ["a"]}]
+    await cluster.api.patch(PIPELINES, "demo", {"spec": {"steps": steps}}, NS)
+    # A session edit after it: once its effect shows, kopf has handled the step edit's event too.
+    await cluster.api.patch(PIPELINES, "demo", {"spec": {"session": {"kernels": [{"name": "py"}]}}}, NS)
+    await wait_for(lambda: session_of(cluster).get("kernels") == ["py"], message="the kernel edit applied")
+    await running.stop()
+
+    assert running.output.count("Updating is processed") == 1
+    annotations = cluster.peek(PIPELINES, "demo", NS)["metadata"]["annotations"]
+    handled = json.loads(annotations["orchest.io/last-handled-configuration"])
+    assert set(handled["spec"]) == {"image", "volume", "session"}

@@ -52,12 +52,14 @@ def test_only_finished_pods_of_runs_are_watched() -> None:
     assert not sent(_pod("Succeeded", {"app": "someone-else"}))
 
 
+def _pipeline(spec: dict, **metadata: object) -> kopf.Body:
+    return kopf.Body(
+        {"apiVersion": API_VERSION, "kind": "Pipeline", "metadata": {"name": "p", **metadata}, "spec": spec}
+    )
+
+
 def test_the_diff_base_is_built_only_for_kinds_with_change_handlers() -> None:
     storage = _configured().persistence.diffbase_storage
-    spec = {"steps": [{"name": "a", "file": "a.py"}]}
-    pipeline = kopf.Body(
-        {"apiVersion": API_VERSION, "kind": "Pipeline", "metadata": {"name": "p"}, "spec": spec}
-    )
     run = kopf.Body(
         {
             "apiVersion": API_VERSION,
@@ -67,8 +69,36 @@ def test_the_diff_base_is_built_only_for_kinds_with_change_handlers() -> None:
             "status": {"steps": {f"s{i}": {"phase": "Running"} for i in range(1000)}},
         }
     )
-    assert storage.build(body=pipeline)["spec"] == spec
     assert storage.build(body=run) == {}
     # Written and read under the operator's own annotation prefix, as before.
     assert isinstance(storage, kopf.AnnotationsDiffBaseStorage)
     assert storage.prefix == "orchest.io"
+
+
+def test_a_pipeline_diff_base_holds_only_what_its_session_is_built_from() -> None:
+    storage = _configured().persistence.diffbase_storage
+    session = {"enabled": True, "kernels": [{"name": "python"}]}
+    steps = [{"name": f"s{i}", "file": "a.py", "parameters": {"x": "y" * 300}} for i in range(1000)]
+    spec = {"image": "img", "volume": {"claimName": "c"}, "session": session, "steps": steps}
+    built = storage.build(body=_pipeline(spec, labels={"a": "b"}))
+    assert built == {"spec": {"image": "img", "volume": {"claimName": "c"}, "session": session}}
+    # The steps stay out of the annotation: 1000 of them would pass the 256 KiB that all of an
+    # object's annotations may hold.
+    patch = kopf.Patch()
+    storage.store(body=_pipeline(spec), patch=patch, essence=built)
+    annotations = dict(patch["metadata"]["annotations"])
+    assert len(annotations["orchest.io/last-handled-configuration"]) < 200
+    assert storage.fetch(body=_pipeline(spec, annotations=annotations)) == built
+    # A copy: what kopf keeps does not change with the body it came from.
+    session["enabled"] = False
+    assert built["spec"]["session"]["enabled"] is True
+
+
+def test_a_step_edit_is_no_session_change_and_a_session_edit_is() -> None:
+    storage = _configured().persistence.diffbase_storage
+    base = {"volume": {"claimName": "c"}, "steps": [{"name": "a", "file": "a.py"}]}
+    before = storage.build(body=_pipeline(base))
+    more_steps = {**base, "steps": [*base["steps"], {"name": "b", "file": "b.py"}]}
+    assert storage.build(body=_pipeline(more_steps)) == before
+    for edit in ({"image": "other"}, {"volume": {"claimName": "d"}}, {"session": {"enabled": True}}):
+        assert storage.build(body=_pipeline({**base, **edit})) != before, edit
