@@ -30,9 +30,12 @@ TERMINATION_LOG = "/dev/termination-log"
 
 @functools.cache
 def docker_client() -> str:
-    return os.environ.get("DOCKER") or subprocess.run(
-        [str(ROOT / "images" / "docker-client.sh")], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    return (
+        os.environ.get("DOCKER")
+        or subprocess.run(
+            [str(ROOT / "images" / "docker-client.sh")], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
 
 
 def image(name: str) -> str:

@@ -126,7 +126,6 @@ def test_each_step_is_judged_by_its_pending_pod_else_its_job_events() -> None:
     assert not needs_events({"a": ("r1-a", "u1")}, pods)
 
 
-
 def test_a_running_pod_has_no_cause_and_needs_no_events() -> None:
     running = pending_pod("r1-b", waiting="ErrImagePull")  # a stale waiting state: the pod runs now
     running["status"]["phase"] = "Running"
