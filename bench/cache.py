@@ -33,7 +33,7 @@ from orchest_operator.cache.index import key_maker, remember
 from orchest_operator.cache.key import Ingredients, recipes
 from orchest_operator.cache.runplan import encode
 from orchest_operator.models import PipelineSpec
-from tests.support.kubelet import FakeKubelet, Outcome
+from tests.support.kubelet import Outcome
 from tests.support.notebooks import write_notebook, write_pipeline
 
 TIMEOUT_PER_STEP = 30.0
@@ -160,31 +160,23 @@ async def bench_cache(arena: Arena, n: int, job_complete_delay: float, pod_secon
 
     operator: dict[str, float] = {}
     if arena.fake_kubelet:
-        kubelet = FakeKubelet(
-            arena.client("kubelet"),
-            namespace=arena.namespace,
-            run_time=pod_seconds,
-            job_complete_delay=job_complete_delay,
-            outcome=outcome,
-        )
-        await kubelet.start()
-        try:
-            async with Recorder(arena.client("recorder"), arena.namespace) as recorder:
-                steps = [{**s, "file": "x.py"} for s in _chain(n)]
-                one = steps[:1]
-                operator["one_trivial_step_s"] = await _operator_run(arena, recorder, "one", one)
-                operator["all_cached_s"] = await _operator_run(arena, recorder, "cached", steps, cache=True)
-                mode["plan"] = "broken"
-                operator["all_cached_pod_per_step_s"] = await _operator_run(
-                    arena, recorder, "per-step", steps, cache=True
-                )
-                mode["plan"] = "none"
-                operator["one_step_planned_miss_s"] = await _operator_run(
-                    arena, recorder, "miss", one, cache=True
-                )
-                operator["one_trivial_step_again_s"] = await _operator_run(arena, recorder, "one-b", one)
-        finally:
-            await kubelet.stop()
+        async with (
+            arena.kubelet(pod_seconds, job_complete_delay, outcome=outcome),
+            Recorder(arena.client("recorder"), arena.namespace) as recorder,
+        ):
+            steps = [{**s, "file": "x.py"} for s in _chain(n)]
+            one = steps[:1]
+            operator["one_trivial_step_s"] = await _operator_run(arena, recorder, "one", one)
+            operator["all_cached_s"] = await _operator_run(arena, recorder, "cached", steps, cache=True)
+            mode["plan"] = "broken"
+            operator["all_cached_pod_per_step_s"] = await _operator_run(
+                arena, recorder, "per-step", steps, cache=True
+            )
+            mode["plan"] = "none"
+            operator["one_step_planned_miss_s"] = await _operator_run(
+                arena, recorder, "miss", one, cache=True
+            )
+            operator["one_trivial_step_again_s"] = await _operator_run(arena, recorder, "one-b", one)
     result.measurements = {"local": local, "operator": operator, "step_runner": pod}
     result.ratios += [
         Ratio("local.all_cached/one_step", "local.all_cached_s", "local.one_trivial_step_s"),

@@ -26,7 +26,7 @@ from bench.workloads import CLAIM, JOBS, PODS, RUNS, step_file
 from orchest_operator.builders.common import restricted_container_security, restricted_pod_security
 from orchest_operator.settings import Settings
 from tests.support.api import ApiError, KubeApi
-from tests.support.kubelet import FakeKubelet
+from tests.support.kubelet import FakeKubelet, OutcomePolicy, always_succeed
 from tests.support.waiting import wait_for
 
 ROLES = ("setup", "recorder", "kubelet", "baseline")
@@ -126,10 +126,14 @@ class Arena:
 
     @contextlib.asynccontextmanager
     async def kubelet(
-        self, run_time: float, job_complete_delay: float, labels: str | None = None
+        self,
+        run_time: float,
+        job_complete_delay: float,
+        labels: str | None = None,
+        outcome: OutcomePolicy = always_succeed,
     ) -> AsyncIterator[FakeKubelet | None]:
-        """The fake kubelet for this namespace (for Jobs matching ``labels``), or nothing where real
-        kubelets run the pods."""
+        """The fake kubelet for this namespace (for Jobs matching ``labels``, each pod ending as ``outcome``
+        says), or nothing where real kubelets run the pods."""
         if not self.fake_kubelet:
             yield None
             return
@@ -139,6 +143,7 @@ class Arena:
             labels=labels,
             run_time=run_time,
             job_complete_delay=job_complete_delay,
+            outcome=outcome,
         )
         await kubelet.start()
         try:
