@@ -102,3 +102,11 @@ def test_a_step_edit_is_no_session_change_and_a_session_edit_is() -> None:
     assert storage.build(body=_pipeline(more_steps)) == before
     for edit in ({"image": "other"}, {"volume": {"claimName": "d"}}, {"session": {"enabled": True}}):
         assert storage.build(body=_pipeline({**base, **edit})) != before, edit
+
+
+def test_a_handler_that_names_a_field_gets_kopfs_whole_essence() -> None:
+    storage = _configured().persistence.diffbase_storage
+    body = {**_pipeline({"steps": [{"name": "a", "file": "a.py"}]}), "status": {"x": 1, "y": 2}}
+    built = storage.build(body=kopf.Body(body), extra_fields=[("status", "x")])
+    assert built["status"] == {"x": 1}
+    assert built["spec"]["steps"] == [{"name": "a", "file": "a.py"}]
